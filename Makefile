@@ -1,0 +1,55 @@
+# The book's commands. Each target sets up its own virtualenv (.venv, Python 3.11) first.
+#   make book    build the website from the committed notebooks into _build/html
+#   make test    unit tests + notebook regression + site build check
+# See README.md for the rest (chapter runs, regression copies, scoreboard, screenshots).
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CH      ?= 00
+PROFILE ?= cpu
+
+# CI and local runs read the offline datasets beside the checkout when they are there.
+ifneq ($(wildcard ../shared/datasets),)
+export BOOK_DATA_DIR ?= $(abspath ../shared/datasets)
+endif
+
+.PHONY: install book test chapter regress scoreboard screenshots lock clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,book]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+book: install
+	$(BIN)/jupyter-book build . --toc book/_toc.yml --builder html -W -n --keep-going
+
+test: install
+	$(BIN)/python -m pytest
+
+chapter: install
+	$(BIN)/python -m helpers run $(CH) --profile $(PROFILE)
+
+regress: install
+	$(BIN)/python -m helpers refresh $(CH)
+
+scoreboard: install
+	$(BIN)/python -m helpers scoreboard
+
+screenshots: book
+	$(BIN)/python -m helpers screenshots
+
+# Re-resolve every dependency from pyproject.toml's ranges and pin the result in constraints.txt.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 -e ".[test,book]"
+	( echo "# Exact versions for the README commands and CI (make lock regenerates this file)."; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable | sort -f ) > constraints.txt
+	rm -rf .lock-venv
+
+clean:
+	rm -rf _build $(VENV)

@@ -1,0 +1,125 @@
+"""The book's command line: ``python -m helpers <command>``.
+
+  run CH --profile P   execute chapter CH (e.g. 01) in place with papermill at profile P
+  refresh CH           rebuild CH's smoke-profile regression copy in tests/notebooks/
+  scoreboard           regenerate book/scoreboard.md and book/status.md from results/
+  screenshots          render built pages to PNG with headless Chromium (after the site build)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from helpers import profiles
+from helpers.results import project_root
+from helpers.scoreboard import chapter_notebooks, write_pages
+
+SCREENSHOT_PAGES = ("book/intro.html", "chapters/00_quickstart.html")
+
+
+def _root() -> Path:
+    root = project_root()
+    if root is None:
+        sys.exit("run this inside the book's checkout (the folder with _config.yml and chapters/)")
+    return root
+
+
+def _notebook(root: Path, chapter: str) -> Path:
+    notebooks = chapter_notebooks(root / "chapters")
+    key = chapter.zfill(2)
+    if key not in notebooks:
+        sys.exit(f"no chapter {chapter!r}; chapters are: {', '.join(sorted(notebooks))}")
+    return notebooks[key]
+
+
+def execute(source: Path, target: Path, profile: str, cwd: Path) -> None:
+    """Run a chapter notebook with papermill, injecting ``profile``."""
+    import papermill
+
+    profiles.get(profile)
+    # Progress bars are for people watching a run; the executed notebook keeps only results.
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    papermill.execute_notebook(
+        str(source), str(target), parameters={"profile": profile}, cwd=str(cwd),
+        kernel_name="python3", progress_bar=False, log_output=True,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    root = _root()
+    notebook = _notebook(root, args.chapter)
+    target = Path(args.output) if args.output else notebook
+    execute(notebook, target, args.profile, notebook.parent)
+    write_pages(root)
+    print(f"executed {notebook.relative_to(root)} at profile {args.profile} -> {target}")
+
+
+def cmd_refresh(args: argparse.Namespace) -> None:
+    root = _root()
+    notebook = _notebook(root, args.chapter)
+    target = root / "tests" / "notebooks" / notebook.name
+    execute(notebook, target, "smoke", target.parent)
+    print(f"refreshed {target.relative_to(root)} (profile smoke)")
+
+
+def cmd_scoreboard(args: argparse.Namespace) -> None:
+    for page in write_pages(_root()):
+        print(f"wrote {page}")
+
+
+def find_chromium() -> str | None:
+    """Path of a Chromium binary, if one is installed."""
+    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+def screenshot(html: Path, png: Path, chromium: str, width: int = 1280, height: int = 1600) -> None:
+    """Render one local HTML page to PNG with headless Chromium."""
+    with tempfile.TemporaryDirectory() as profile_dir:
+        subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile_dir}", "--hide-scrollbars", f"--window-size={width},{height}",
+             f"--screenshot={png}", html.resolve().as_uri()],
+            check=True, capture_output=True, timeout=120,
+        )
+
+
+def cmd_screenshots(args: argparse.Namespace) -> None:
+    root = _root()
+    chromium = find_chromium()
+    if chromium is None:
+        sys.exit("no Chromium found: on Debian/Ubuntu run `apt-get install chromium`")
+    html_root = root / "_build" / "html"
+    out = root / "screenshots"
+    out.mkdir(exist_ok=True)
+    for page in SCREENSHOT_PAGES:
+        html = html_root / page
+        if not html.is_file():
+            sys.exit(f"{html} is missing: build the site first (make book)")
+        png = out / (Path(page).stem + ".png")
+        screenshot(html, png, chromium)
+        print(f"wrote {png.relative_to(root)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute a chapter in place at a profile")
+    run.add_argument("chapter", help="chapter number, e.g. 01")
+    run.add_argument("--profile", default="cpu", choices=profiles.names())
+    run.add_argument("--output", help="write the executed notebook here instead of in place")
+    run.set_defaults(func=cmd_run)
+    refresh = sub.add_parser("refresh", help="rebuild a chapter's smoke regression copy")
+    refresh.add_argument("chapter")
+    refresh.set_defaults(func=cmd_refresh)
+    sub.add_parser("scoreboard", help="regenerate the scoreboard and status pages").set_defaults(func=cmd_scoreboard)
+    sub.add_parser("screenshots", help="render built pages to PNG").set_defaults(func=cmd_screenshots)
+    args = parser.parse_args(argv)
+    args.func(args)

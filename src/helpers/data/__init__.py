@@ -1,0 +1,20 @@
+"""Datasets of the book: one registry, one resolution path, one loader per dataset format."""
+
+from helpers.data.idx import IdxFormatError, parse_idx, read_idx
+from helpers.data.mnist import ImageSplit, load_idx_split
+from helpers.data.registry import REGISTRY, DatasetSpec, RemoteFile, spec
+from helpers.data.store import (
+    ChecksumMismatch,
+    DatasetUnavailable,
+    Location,
+    cache_dir,
+    data_dir,
+    fetch_file,
+    fetch_folder,
+)
+
+__all__ = [
+    "REGISTRY", "ChecksumMismatch", "DatasetSpec", "DatasetUnavailable", "IdxFormatError", "ImageSplit",
+    "Location", "RemoteFile", "cache_dir", "data_dir", "fetch_file", "fetch_folder", "load_idx_split",
+    "parse_idx", "read_idx", "spec",
+]

@@ -1,0 +1,223 @@
+"""Provenance of a chapter run and its machine-readable results file.
+
+A chapter calls ``run = results.start("01", profile, seed)`` in its setup cell, records the
+data it read with ``run.add_data(...)``, and ends with ``run.finish(metrics, claims)``,
+which writes ``results/<chapter>.<profile>.json`` atomically. The scoreboard and status
+pages of the book are generated from those files (``helpers.scoreboard``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import psutil
+import torch
+import torchvision
+
+import helpers
+from helpers.profiles import Profile, get
+
+VERDICTS = ("reproduced", "differs", "not comparable")
+ENV_RESULTS = "BOOK_RESULTS_DIR"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of a study beside our measurement of it."""
+
+    id: str
+    claim: str
+    paper: Any
+    ours: Any
+    verdict: str
+    why: str
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"claim {self.id!r}: verdict {self.verdict!r} is not one of {VERDICTS}")
+        if not self.why.strip():
+            raise ValueError(f"claim {self.id!r}: say why the verdict was given")
+
+
+def project_root(start: Path | None = None) -> Path | None:
+    """The book's checkout (the folder holding ``_config.yml`` and ``chapters/``), if inside one."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_config.yml").is_file() and (folder / "chapters").is_dir():
+            return folder
+    return None
+
+
+def results_dir() -> Path:
+    """Where results files go: ``$BOOK_RESULTS_DIR``, else ``<checkout>/results``, else ``./results``."""
+    if os.environ.get(ENV_RESULTS):
+        return Path(os.environ[ENV_RESULTS])
+    root = project_root()
+    return (root / "results") if root else Path("results")
+
+
+def _git_commit() -> tuple[str, bool | None]:
+    root = project_root() or Path(helpers.__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True
+        )
+        return commit.stdout.strip(), bool(status.stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return f"package {helpers.__version__} (no git checkout)", None
+
+
+def device_name(device: str) -> str:
+    """A readable name of the compute device: the GPU model, or the CPU and its core count."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    cpu = platform.processor() or platform.machine()
+    return f"CPU ({cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy of ``value``: arrays and tensors to lists, tuples to lists, NaN to None."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if hasattr(value, "tolist"):  # NumPy arrays and scalars, torch tensors
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot store {type(value).__name__} in a results file: {value!r}")
+
+
+@dataclass
+class Run:
+    """One execution of a chapter: profile, seed, data read, timing."""
+
+    chapter: str
+    profile: Profile
+    seed: int
+    started: float = field(default_factory=time.perf_counter)
+    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    data: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def add_data(self, name: str, source: str, **counts: int) -> None:
+        """Record a dataset the chapter read: where from (machine-independent) and how many items."""
+        self.data[name] = {"source": source, **counts}
+
+    def note(self, **items: Any) -> None:
+        """Record extra provenance (weights used, throughput, settings)."""
+        self.extra.update(items)
+
+    def provenance(self) -> dict[str, Any]:
+        """Everything needed to tell how, where and on what the results were produced."""
+        commit, dirty = _git_commit()
+        return _plain({
+            "chapter": self.chapter,
+            "profile": self.profile.name,
+            "seed": self.seed,
+            "device": device_name(self.profile.device),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "platform": f"{platform.system()} {platform.machine()}",
+            "git_commit": commit,
+            "git_dirty": dirty,
+            "started_at": self.started_at,
+            "wall_s": round(time.perf_counter() - self.started, 1),
+            "peak_rss_mib": round(_peak_rss_mib(), 0),
+            "data": self.data,
+            **self.extra,
+        })
+
+    def finish(self, metrics: Mapping[str, Any], claims: Iterable[Claim] = (), paper: Mapping[str, Any] | None = None) -> dict:
+        """Write the results file and return the stored record."""
+        return save(self.chapter, self.profile.name, metrics, self.provenance(), claims, paper)
+
+
+def _peak_rss_mib() -> float:
+    """Peak resident memory of this process in MiB (Linux and macOS)."""
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 1024 if sys.platform != "darwin" else peak / 2**20
+    except ImportError:  # Windows
+        return psutil.Process().memory_info().peak_wset / 2**20
+
+
+def start(chapter: str, profile: Profile | str, seed: int = 0) -> Run:
+    """Begin timing a chapter run."""
+    return Run(chapter, get(profile) if isinstance(profile, str) else profile, seed)
+
+
+def save(
+    chapter: str,
+    profile: str,
+    metrics: Mapping[str, Any],
+    provenance: Mapping[str, Any],
+    claims: Iterable[Claim] = (),
+    paper: Mapping[str, Any] | None = None,
+    directory: Path | None = None,
+) -> dict:
+    """Write ``results/<chapter>.<profile>.json`` atomically and return what was written."""
+    get(profile)  # validates the name
+    record = {
+        "chapter": chapter,
+        "profile": profile,
+        "provenance": _plain(provenance),
+        "metrics": _plain(metrics),
+        "paper": _plain(paper or {}),
+        "claims": [_plain(c.__dict__) for c in claims],
+    }
+    directory = directory or results_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{chapter}.{profile}.json"
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
+    with os.fdopen(fd, "w") as f:
+        json.dump(record, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, target)
+    return record
+
+
+def load_all(directory: Path | None = None) -> list[dict]:
+    """Every results file in ``directory``, sorted by chapter then profile."""
+    directory = directory or results_dir()
+    records = []
+    for path in sorted(directory.glob("*.json")):
+        record = json.loads(path.read_text())
+        for key in ("chapter", "profile", "provenance", "metrics"):
+            if key not in record:
+                raise ValueError(f"{path.name}: not a results file (no {key!r})")
+        records.append(record)
+    return records
+
+
+def format_provenance(provenance: Mapping[str, Any]) -> str:
+    """The provenance record as aligned ``key: value`` lines for the chapter's last cell."""
+    width = max(len(k) for k in provenance)
+    lines = []
+    for key, value in provenance.items():
+        if not isinstance(value, Mapping):
+            lines.append(f"{key:<{width}}  {value}")
+            continue
+        lines.append(f"{key}:")
+        for name, item in value.items():
+            if isinstance(item, Mapping):
+                item = ", ".join(f"{k}={v}" for k, v in item.items())
+            lines.append(f"  {name}: {item}")
+    return "\n".join(lines)

@@ -1,0 +1,121 @@
+"""Every committed chapter really ran, follows the skeleton, and has a current regression copy."""
+
+import copy
+import json
+
+import pytest
+import yaml
+
+import notebook_checks as checks
+from conftest import ROOT
+from helpers.scoreboard import chapter_notebooks, notebook_profile, write_pages
+
+CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
+COPIES = ROOT / "tests" / "notebooks"
+REPO_URL = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+
+
+def load(path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_there_are_chapters():
+    assert CHAPTERS, "no chapters/*.ipynb found"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_ran_top_to_bottom_without_errors(path):
+    assert checks.execution_problems(load(path)) == []
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_outputs_show_no_machine_paths(path):
+    assert checks.output_problems(load(path)) == []
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_follows_the_skeleton(path):
+    assert checks.skeleton_problems(load(path), REPO_URL) == []
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_has_results_for_the_profile_it_shows(path):
+    profile = notebook_profile(path)
+    assert profile in {"cpu", "gpu"}, f"{path.name} shows profile {profile!r}; the book shows cpu or gpu runs"
+    chapter = path.name.split("_")[0]
+    assert (ROOT / "results" / f"{chapter}.{profile}.json").is_file()
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_regression_copy_is_current(path):
+    copy_path = COPIES / path.name
+    assert copy_path.is_file(), f"no regression copy: run `make regress CH={path.name[:2]}`"
+    chapter, smoke = load(path), load(copy_path)
+    assert checks.comparable_code(smoke) == checks.comparable_code(chapter), (
+        f"{copy_path.name} is stale: its code differs from the chapter's; run `make regress CH={path.name[:2]}`")
+    assert checks.injected_profile(smoke) == "smoke"
+    assert checks.execution_problems(smoke) == []
+    tagged = [c for c in checks.code_cells(smoke) if "nbval-check-output" in checks.tags(c)]
+    assert tagged and all(c["outputs"] for c in tagged), "the copy needs tagged cells with outputs to compare"
+
+
+def test_no_orphan_regression_copies():
+    chapters = {p.name for p in CHAPTERS}
+    assert {p.name for p in COPIES.glob("*.ipynb")} <= chapters
+
+
+def test_generated_pages_are_current(tmp_path):
+    for name in ("chapters", "results"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    (tmp_path / "book").mkdir()
+    write_pages(tmp_path)
+    for page in ("scoreboard.md", "status.md"):
+        assert (tmp_path / "book" / page).read_text() == (ROOT / "book" / page).read_text(), (
+            f"book/{page} is stale: run `make scoreboard`")
+
+
+# The checks themselves must be able to fail.
+
+def _executed_notebook():
+    cells = [
+        {"cell_type": "markdown", "metadata": {}, "source": "# Title"},
+        {"cell_type": "code", "metadata": {}, "execution_count": 1, "outputs": [],
+         "source": f'if "google.colab" in sys.modules: install("{REPO_URL}")'},
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "execution_count": 2, "outputs": [],
+         "source": 'profile = "cpu"\nseed = 0'},
+        {"cell_type": "code", "metadata": {}, "execution_count": 3, "outputs": [], "source": "run.finish({})"},
+    ]
+    return {"cells": cells}
+
+
+def test_checks_accept_a_good_notebook():
+    nb = _executed_notebook()
+    assert checks.execution_problems(nb) == [] and checks.skeleton_problems(nb, REPO_URL) == []
+
+
+def test_checks_catch_a_cell_that_never_ran():
+    nb = _executed_notebook()
+    nb["cells"][2]["execution_count"] = None
+    assert any("never ran" in p for p in checks.execution_problems(nb))
+
+
+def test_checks_catch_an_error_output_and_a_rerun():
+    nb = _executed_notebook()
+    nb["cells"][3]["outputs"] = [{"output_type": "error", "ename": "ValueError", "evalue": "boom", "traceback": []}]
+    nb["cells"][3]["execution_count"] = 1
+    found = checks.execution_problems(nb)
+    assert any("ValueError" in p for p in found) and any("top-to-bottom" in p for p in found)
+
+
+def test_checks_catch_machine_paths_and_broken_skeletons():
+    nb = _executed_notebook()
+    nb["cells"][3]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "saved /root/x.pt"}]
+    assert checks.output_problems(nb)
+    broken = copy.deepcopy(_executed_notebook())
+    del broken["cells"][2]
+    assert any("parameters" in p for p in checks.skeleton_problems(broken, REPO_URL))
+
+
+def test_chapter_ids_are_unique():
+    ids = [p.name.split("_")[0] for p in CHAPTERS]
+    assert len(ids) == len(set(ids)) and set(chapter_notebooks(ROOT / "chapters")) == set(ids)

@@ -1,0 +1,74 @@
+"""pyproject.toml's ranges, the constraints.txt lock and environment.yml must agree."""
+
+import re
+import tomllib
+
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from conftest import ROOT
+
+
+def lock() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def direct_requirements() -> list[Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = [Requirement(r) for r in project["dependencies"]]
+    for extra in project["optional-dependencies"].values():
+        reqs += [Requirement(r) for r in extra]
+    return reqs
+
+
+def conda_pins() -> dict[str, str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    pins = {}
+    for entry in pip_section:
+        if "==" in entry:
+            name, version = entry.split("==")
+            pins[canonicalize_name(name)] = version
+    assert "-e ." in pip_section, "environment.yml must install the project itself"
+    return pins
+
+
+def test_every_direct_dependency_is_pinned_within_its_range():
+    pins = lock()
+    for req in direct_requirements():
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} is in pyproject.toml but not pinned in constraints.txt"
+        assert req.specifier.contains(pins[name], prereleases=True), (
+            f"constraints.txt pins {req.name}=={pins[name]}, outside pyproject.toml's range {req.specifier}")
+
+
+def test_environment_yml_uses_the_same_pins():
+    pins, conda = lock(), conda_pins()
+    for req in direct_requirements():
+        assert canonicalize_name(req.name) in conda, f"{req.name} is missing from environment.yml"
+    for name, version in conda.items():
+        assert pins.get(name) == version, f"environment.yml pins {name}=={version}, constraints.txt {pins.get(name)}"
+
+
+def test_the_pins_the_book_promises():
+    pins = lock()
+    assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
+    assert pins["jupyter-book"].startswith("1.")
+
+
+def test_torch_is_a_range_so_colab_keeps_its_own():
+    torch_req = next(r for r in direct_requirements() if r.name == "torch")
+    assert not any(s.operator == "==" for s in torch_req.specifier)
+
+
+def test_environment_yml_python_matches_the_readme():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert "python=3.11" in env["dependencies"]
+    assert re.search(r"python3\.11", (ROOT / "Makefile").read_text())

@@ -1,0 +1,54 @@
+import json
+
+import numpy as np
+import pytest
+
+from helpers import results
+
+
+def test_save_writes_a_complete_record(tmp_path):
+    run = results.start("07", "smoke", seed=5)
+    run.add_data("toy", "$BOOK_DATA_DIR/toy", images=12)
+    run.note(throughput_samples_per_s=np.float32(123.5))
+    claim = results.Claim("acc", "accuracy above 0.9", ">0.9", np.float64(0.95), "reproduced", "0.95 > 0.9")
+    record = results.save("07", "smoke", {"acc": np.float64(0.95), "curve": np.arange(3), "bad": float("nan")},
+                          run.provenance(), [claim], paper={"acc": 0.9}, directory=tmp_path)
+    on_disk = json.loads((tmp_path / "07.smoke.json").read_text())
+    assert on_disk == record
+    assert on_disk["metrics"] == {"acc": 0.95, "curve": [0, 1, 2], "bad": None}
+    prov = on_disk["provenance"]
+    assert prov["profile"] == "smoke" and prov["seed"] == 5 and prov["wall_s"] >= 0
+    assert prov["data"]["toy"] == {"source": "$BOOK_DATA_DIR/toy", "images": 12}
+    assert prov["throughput_samples_per_s"] == 123.5 and prov["torch"] and prov["python"]
+    assert on_disk["claims"][0]["verdict"] == "reproduced"
+    assert [p.name for p in tmp_path.iterdir()] == ["07.smoke.json"]  # atomic: no temporary left
+
+
+def test_claims_need_a_known_verdict_and_a_reason():
+    with pytest.raises(ValueError, match="verdict"):
+        results.Claim("x", "c", 1, 1, "close enough", "why")
+    with pytest.raises(ValueError, match="why"):
+        results.Claim("x", "c", 1, 1, "differs", " ")
+
+
+def test_unknown_profile_and_unstorable_values_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="valid profiles"):
+        results.save("01", "laptop", {}, {}, directory=tmp_path)
+    with pytest.raises(TypeError, match="cannot store"):
+        results.save("01", "cpu", {"model": object()}, {}, directory=tmp_path)
+
+
+def test_load_all_rejects_foreign_json(tmp_path):
+    (tmp_path / "notes.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a results file"):
+        results.load_all(tmp_path)
+
+
+def test_format_provenance_lists_every_field():
+    text = results.format_provenance({"profile": "cpu", "data": {"mnist": {"source": "cache", "images": 3}}})
+    assert "profile  cpu" in text and "  mnist: source=cache, images=3" in text
+
+
+def test_results_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
+    assert results.results_dir() == tmp_path
