@@ -30,6 +30,7 @@ from helpers.profiles import Profile, get
 
 VERDICTS = ("reproduced", "differs", "not comparable")
 ENV_RESULTS = "BOOK_RESULTS_DIR"
+CODE_PATHS = ("src", "pyproject.toml", "constraints.txt")
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,11 @@ def _git_commit() -> tuple[str, bool | None]:
     root = project_root() or Path(helpers.__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        # "dirty" means the code that produces the numbers changed: the package or its pins. The
+        # notebook being executed and the results/pages it writes are always changing during a run.
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
+            cwd=root, capture_output=True, text=True, check=True,
         )
         return commit.stdout.strip(), bool(status.stdout.strip())
     except (OSError, subprocess.CalledProcessError):
