@@ -15,6 +15,9 @@ ifneq ($(wildcard ../shared/datasets),)
 export BOOK_DATA_DIR ?= $(abspath ../shared/datasets)
 endif
 
+# Import this checkout's helpers even when .venv is shared with another worktree.
+export PYTHONPATH := $(CURDIR)/src$(if $(PYTHONPATH),:$(PYTHONPATH))
+
 .PHONY: install book test chapter regress scoreboard screenshots lock clean
 
 install: $(STAMP)
@@ -48,7 +51,7 @@ lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 -e ".[test,book]"
 	( echo "# Exact versions for the README commands and CI (make lock regenerates this file)."; \
-	  .lock-venv/bin/python -m pip freeze --exclude-editable | sort -f ) > constraints.txt
+	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v "^compressed-images-book==" | sort -f ) > constraints.txt
 	rm -rf .lock-venv
 
 clean:

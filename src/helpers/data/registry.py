@@ -107,3 +107,17 @@ register(DatasetSpec(
         "t10k-labels-idx1-ubyte.gz": ("67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5", 5148),
     }),
 ))
+
+register(DatasetSpec(
+    name="imagenette",
+    title="Imagenette 2 (160 px): 10 easy ImageNet classes (fast.ai)",
+    homepage="https://github.com/fastai/imagenette",
+    licence="ImageNet terms of access (non-commercial research and education)",
+    archive_root="imagenette2-160",
+    files=(RemoteFile(
+        "imagenette2-160.tgz", ("https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz",),
+        md5="e793b78cc4c9e9a4ccc0c1155377a412",  # the publisher gives none; this is torchvision's
+        archive=True,
+    ),),
+    notes="Offline copy: 150 train + 50 val per class, 160x160 (see its README).",
+))
