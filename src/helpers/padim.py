@@ -1,0 +1,177 @@
+"""PaDiM (Defard et al. 2021): a Gaussian per feature-map position, anomaly = Mahalanobis distance.
+
+A frozen ImageNet-style ResNet is tapped after ``layer1``, ``layer2`` and ``layer3``; the three maps
+are brought to ``layer1``'s resolution and concatenated, and a fixed random subset of the channels
+is kept (550 of 1,792 for wide_resnet50_2 and 100 of 448 for resnet18 in the paper). Training fits
+one Gaussian per position over the defect-free images; a test image's anomaly map is the
+Mahalanobis distance of its features at each position, upsampled and smoothed.
+
+Everything is batched float32 torch: the per-position covariances are accumulated batch by batch
+(Chan's parallel update, so the training features are never all held at once) and inverted with
+one batched Cholesky; no Python loop runs over positions. ROC-AUC comes from scikit-learn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from torchvision.transforms.v2 import functional as TF
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # until helpers.backbones lands
+
+# The PaDiM paper's number of random feature dimensions per backbone architecture.
+PAPER_DIMS = {"wide_resnet50_2": 550, "resnet18": 100}
+TAPPED_LAYERS = ("layer1", "layer2", "layer3")
+
+
+def feature_dims(arch: str, channels: int) -> int:
+    """Random dimensions for a backbone: the paper's choice for its architecture, else the same share (100/448)."""
+    if arch in PAPER_DIMS:
+        return min(PAPER_DIMS[arch], channels)
+    return max(1, round(channels * PAPER_DIMS["resnet18"] / 448))
+
+
+class ResnetTap(nn.Module):
+    """The stem and ``layer1``-``layer3`` of a torchvision ResNet, concatenated at ``layer1``'s resolution."""
+
+    def __init__(self, resnet: nn.Module) -> None:
+        super().__init__()
+        missing = [n for n in ("conv1", "bn1", "relu", "maxpool", *TAPPED_LAYERS) if not hasattr(resnet, n)]
+        if missing:
+            raise TypeError(f"PaDiM taps a torchvision ResNet; {type(resnet).__name__} lacks {missing}")
+        self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
+        self.layers = nn.ModuleList(getattr(resnet, n) for n in TAPPED_LAYERS)
+        self.eval()
+        with torch.no_grad():
+            self.channels = int(self(torch.zeros(1, 3, 64, 64)).shape[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        maps = []
+        x = self.stem(x)
+        for layer in self.layers:
+            x = layer(x)
+            maps.append(x)
+        size = maps[0].shape[-2:]
+        return torch.cat([maps[0]] + [F.interpolate(m, size=size, mode="nearest") for m in maps[1:]], dim=1)
+
+
+def prepare_images(images: np.ndarray, resize: int, crop: int) -> torch.Tensor:
+    """uint8 images (N x H x W gray or N x H x W x 3) -> normalised N x 3 x crop x crop floats."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        raise ValueError(f"expected uint8 images N x H x W (x 3), got {images.dtype} {images.shape}")
+    x = torch.from_numpy(images)
+    x = x[:, None].expand(-1, 3, -1, -1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    x = TF.resize(x, [resize, resize], antialias=True)
+    x = TF.center_crop(x, [crop, crop]).float().div_(255)
+    return TF.normalize(x, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def prepare_masks(masks: np.ndarray, resize: int, crop: int) -> np.ndarray:
+    """Boolean ground-truth masks (N x H x W) through the same resize and crop, nearest neighbour."""
+    x = torch.from_numpy(np.asarray(masks, dtype=np.uint8))[:, None]
+    x = TF.resize(x, [resize, resize], interpolation=TF.InterpolationMode.NEAREST)
+    return TF.center_crop(x, [crop, crop])[:, 0].numpy().astype(bool)
+
+
+@dataclass
+class GaussianFit:
+    """One Gaussian per feature-map position: means (P x D) and precision matrices (P x D x D)."""
+
+    mean: torch.Tensor
+    precision: torch.Tensor
+    grid: tuple[int, int]  # the feature map's height and width (P = height * width)
+    count: int  # training images
+
+    def distances(self, embeddings: torch.Tensor, batch: int = 32) -> torch.Tensor:
+        """Mahalanobis distances (N x h x w) of embeddings laid out P x N x D."""
+        out = []
+        for start in range(0, embeddings.shape[1], batch):
+            d = embeddings[:, start:start + batch] - self.mean[:, None]  # P x B x D
+            squared = (torch.bmm(d, self.precision) * d).sum(-1).clamp_min_(0)  # P x B
+            out.append(squared.sqrt().T)
+        return torch.cat(out).reshape(-1, *self.grid)
+
+
+class Padim:
+    """PaDiM with a frozen ResNet: ``embed`` test images once, ``fit`` on training images, ``score``."""
+
+    def __init__(self, backbone: nn.Module, dims: int, *, seed: int = 0, resize: int = 256, crop: int = 224,
+                 batch_size: int = 32, eps: float = 0.01, device: str = "cpu") -> None:
+        self.tap = ResnetTap(backbone).to(device).eval()
+        if not 1 <= dims <= self.tap.channels:
+            raise ValueError(f"dims must be 1..{self.tap.channels} (the tapped channels), not {dims}")
+        generator = torch.Generator().manual_seed(seed)
+        self.index = torch.randperm(self.tap.channels, generator=generator)[:dims].sort().values.to(device)
+        self.dims, self.resize, self.crop = dims, resize, crop
+        self.batch_size, self.eps, self.device = batch_size, eps, device
+
+    @torch.inference_mode()
+    def _features(self, images: np.ndarray) -> torch.Tensor:
+        """Selected features of one batch, laid out P x B x D."""
+        x = prepare_images(images, self.resize, self.crop).to(self.device)
+        maps = self.tap(x).index_select(1, self.index)  # B x D x h x w
+        self.grid = tuple(maps.shape[-2:])
+        return maps.flatten(2).permute(2, 0, 1).contiguous()
+
+    def batches(self, images: np.ndarray):
+        """Feature batches (P x B x D) over ``images``."""
+        for start in range(0, len(images), self.batch_size):
+            yield self._features(images[start:start + self.batch_size])
+
+    def embed(self, images: np.ndarray) -> torch.Tensor:
+        """Selected features of all ``images``, P x N x D (for test images scored against many fits)."""
+        return torch.cat(list(self.batches(images)), dim=1)
+
+    @torch.inference_mode()
+    def fit(self, images: np.ndarray) -> GaussianFit:
+        """Per-position mean and covariance over ``images`` (batched), then batched Cholesky inversion."""
+        if len(images) < 2:
+            raise ValueError(f"PaDiM needs at least 2 training images, got {len(images)}")
+        count, mean, scatter = 0, None, None
+        for feats in self.batches(images):  # Chan et al.'s parallel update of mean and scatter matrix
+            n = feats.shape[1]
+            batch_mean = feats.mean(1)
+            centred = feats - batch_mean[:, None]
+            batch_scatter = torch.bmm(centred.transpose(1, 2), centred)
+            if mean is None:
+                mean, scatter = batch_mean, batch_scatter
+            else:
+                delta = batch_mean - mean
+                scatter += batch_scatter + torch.bmm(delta[:, :, None], delta[:, None, :]) * (count * n / (count + n))
+                mean += delta * (n / (count + n))
+            count += n
+        covariance = scatter.div_(count - 1)
+        covariance.diagonal(dim1=1, dim2=2).add_(self.eps)
+        precision = torch.cholesky_inverse(torch.linalg.cholesky(covariance))
+        return GaussianFit(mean, precision, self.grid, count)
+
+    def score(self, fit: GaussianFit, embeddings: torch.Tensor, sigma: float = 4.0) -> np.ndarray:
+        """Anomaly maps (N x crop x crop): distances upsampled bilinearly and Gaussian-smoothed."""
+        distances = fit.distances(embeddings)
+        maps = F.interpolate(distances[:, None], size=(self.crop, self.crop), mode="bilinear", align_corners=False)
+        return gaussian_filter(maps[:, 0].cpu().numpy(), sigma=sigma, axes=(1, 2))
+
+
+def image_auc(labels: np.ndarray, maps: np.ndarray) -> float:
+    """Image-level ROC-AUC: each image scored by the maximum of its anomaly map."""
+    labels = np.asarray(labels)
+    if len(np.unique(labels)) < 2:
+        raise ValueError("image ROC-AUC needs both normal (0) and anomalous (1) test images")
+    return float(roc_auc_score(labels, np.asarray(maps).reshape(len(maps), -1).max(1)))
+
+
+def pixel_auc(masks: np.ndarray, maps: np.ndarray) -> float:
+    """Pixel-level ROC-AUC of anomaly maps against boolean ground-truth masks of the same shape."""
+    masks, maps = np.asarray(masks, dtype=bool), np.asarray(maps)
+    if masks.shape != maps.shape:
+        raise ValueError(f"masks {masks.shape} and anomaly maps {maps.shape} differ in shape")
+    if masks.all() or not masks.any():
+        raise ValueError("pixel ROC-AUC needs both normal and anomalous pixels in the ground truth")
+    return float(roc_auc_score(masks.ravel(), maps.ravel()))
