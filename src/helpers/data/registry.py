@@ -121,3 +121,51 @@ register(DatasetSpec(
     ),),
     notes="Offline copy: 150 train + 50 val per class, 160x160 (see its README).",
 ))
+
+register(DatasetSpec(
+    name="mvtec",
+    title="MVTec Anomaly Detection (MVTec AD), one archive per category (Bergmann et al. 2019)",
+    homepage="https://www.mvtec.com/company/research/datasets/mvtec-ad",
+    licence="CC BY-NC-SA 4.0 (non-commercial use only; derivatives under the same licence)",
+    # The links on MVTec's downloads page (they redirect to these mydrive.ch shares). MVTec publishes no
+    # checksums: these sha256 values were recorded by independent public download scripts, and for bottle,
+    # grid, metal_nut, screw and zipper two such scripts agree (with the sizes given here).
+    files=tuple(
+        RemoteFile(f"{category}.tar.xz", (f"https://www.mydrive.ch/shares/{share}/download/{item}/{category}.tar.xz",),
+                   sha256=sha, size=size, archive=True)
+        for category, share, item, sha, size in (
+            ("bottle", "150452/132a93367fb17cdf968dfb5c4013f6e7", "420937370-1629958698",
+             "726512129cb3b1f47d4f6cd7c7fc9170db7fc209132249c788fec06029cb5dc3", 155_880_244),
+            ("cable", "150453/10f960e07fec2838b2cd512586633a32", "420937413-1629958794",
+             "1e3d59b80a6a8da5adf32fb0cf311c7b964cde146d6920aef9ca66380999a9cd", None),
+            ("capsule", "150454/e0ce6dd74eb150f46c0d98131b3703f2", "420937454-1629958872",
+             "f6a41cb11f1589d552888fe9c43a1adcbcae15b70073e19093322f836d00a2b6", None),
+            ("carpet", "150455/eac7fbce84d93a5094e13f391170eca4", "420937484-1629959013",
+             "d9dd5064515a20bd75cf24d223c570579141abd72388beef892780b74dbaa85d", None),
+            ("grid", "150456/bb0b2e3dc804ccb8b4485e01f8e4493b", "420937487-1629959044",
+             "d94a9a651cbfaee22c94d06cf8fa8204a590c872362de0489eb34f1645328de8", 160_763_852),
+            ("hazelnut", "150457/51d49f65e84bdc100ff8035d7dd783ea", "420937545-1629959162",
+             "a7f4e7d65a60a235def7236a46fcb854d62e6c6917c16b1ec9cb4ff089d3b0da", None),
+            ("leather", "150458/923030ce14e10a7d147e95d0f8885f6b", "420937607-1629959262",
+             "704ffa48b1dc2fc44824aa50442d9febc399dd92a5d6fd8156f8aa0373d15f24", None),
+            ("metal_nut", "150459/c68856a21dca589b0f8ff6d4ee0f18f4", "420937637-1629959294",
+             "86e3c8e163ceb19146ad3ddc408e85cc34ae02e0da430e07a73bac6bbb48532a", 165_414_484),
+            ("pill", "150460/d4f1c04da67034ccc8d8b5fa3e73f244", "420938129-1629960351",
+             "ac6ce9ec4ec2a5d67c906d82147bd7431980cf00b78f25d63201a5f17e3a2038", None),
+            ("screw", "150461/242f454cc6385e5693c4fd4b94567d1e", "420938130-1629960389",
+             "0a27a365a21e472d19b9fb48cb8e4002b49fabe083bff7f4c16fa57d78154f10", 195_344_332),
+            ("tile", "150462/5479f0fdc97bc6fa16eab0cb0cf0109f", "420938133-1629960456",
+             "392228153b96d0db9f179d3f7c2d63e131e907154883b57309fcbf798643173c", None),
+            ("toothbrush", "150463/895a1a5fb84b958f07417784b060434b", "420938134-1629960477",
+             "fe72a34b4b0d074f84e844be7ef8c4f64f7f02f20e25f19c9e3b4a231c8bea77", None),
+            ("transistor", "150464/99b8ea0332438d64fcc2475ee73f9c29", "420938166-1629960554",
+             "146b2166c35a1d0cf37ded091366ac01a50338b4ac704632f1239890eaca4449", None),
+            ("wood", "150465/d5b4115b720cdb54d217e75636e6e374", "420938383-1629960649",
+             "3757297ac2a266072eb4f25a97f805f5b37fd583492b20bd709f310736c1ea47", None),
+            ("zipper", "150466/bd155b557520edaf692d9bfdb915c24a", "420938385-1629960680",
+             "7ab46e0e195da145db30052baea3d3a5d14c5f0e710137c968e0423f02cb942d", 159_484_784),
+        )
+    ),
+    notes="Read one category at a time (helpers.data.mvtec). Offline copy: the screw category at 512 px "
+          "(see its README).",
+))
