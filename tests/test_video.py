@@ -45,6 +45,8 @@ def test_more_compression_means_a_smaller_file_and_settings_are_recorded():
     assert coarse.size_bytes < fine.size_bytes
     assert fine.settings() == "libx265 crf=10 preset=ultrafast gray"
     assert codec("hevc").max_crf == 51 and codec("av1").max_crf == 63
+    again = encode_frames(frames, "hevc", crf=10, preset="ultrafast")
+    assert again.data == fine.data  # same frames and settings, same bytes
 
 
 def test_truncated_or_foreign_files_are_clear_errors(tmp_path):

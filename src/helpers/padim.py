@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # until helpers.backbones lands
+from helpers.backbones import IMAGENET_MEAN, IMAGENET_STD
 
 # The PaDiM paper's number of random feature dimensions per backbone architecture.
 PAPER_DIMS = {"wide_resnet50_2": 550, "resnet18": 100}

@@ -139,7 +139,8 @@ def encode_frames(frames: np.ndarray, codec_name: str = "hevc", crf: int = 28, p
         pad = [(0, 0), (0, padded[0] - height), (0, padded[1] - width)] + ([(0, 0)] if channels == 3 else [])
         frames = np.pad(frames, pad, mode="edge")
     buffer = io.BytesIO()
-    with av.open(buffer, "w", format="matroska") as container:
+    # bitexact: no random segment ID or date in the file, so the same frames give the same bytes
+    with av.open(buffer, "w", format="matroska", options={"fflags": "+bitexact"}) as container:
         container.metadata.update({META_FRAMES: str(len(frames)), META_SIZE: f"{height}x{width}",
                                    META_CHANNELS: str(channels)})
         stream = container.add_stream(spec.encoder, rate=fps)
