@@ -61,7 +61,7 @@ def small_study():
         cv2.circle(test[i], (70, 60), 5, 255, -1)
         truth[i] = cv2.circle(np.zeros((128, 128), np.uint8), (70, 60), 5, 1, -1) > 0
     timer = study.Timer()
-    preparation = study.prepare(train, test, truth, OtsuMasker(), timer, progress=False)
+    preparation = study.prepare(train, test, truth, OtsuMasker(), timer)
     return preparation, labels, timer
 
 
@@ -101,7 +101,7 @@ def test_the_sweep_runs_every_planned_stored_set(small_study):
     sweep = study.Sweep(padim, preparation, labels, s, timer)
     row, maps = sweep.run("none", "png", None)
     assert maps.shape == (6, 32, 32) and 0 <= row["image_auc"] <= 1
-    frame = sweep.run_all(progress=False)
+    frame = sweep.run_all()
     assert len(frame) == len(study.plan(s)) and not frame.duplicated(["preprocessing", "codec", "level"]).any()
     table = study.table1(frame)
     assert list(table.index) == list(range(9)) and table.loc[1, "ratio_percent"] == pytest.approx(100)

@@ -4,7 +4,8 @@ import torch
 import torchvision
 from torch import nn
 
-from helpers.padim import (Padim, ResnetTap, feature_dims, image_auc, pixel_auc, prepare_images, prepare_masks)
+from helpers.padim import (Padim, ResnetTap, crop_view, feature_dims, image_auc, pixel_auc, prepare_images,
+                           prepare_masks)
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,7 @@ def test_preparation_of_gray_colour_and_masks():
     masks[0, 10:30, 10:30] = True
     out = prepare_masks(masks, 20, 16)
     assert out.shape == (1, 16, 16) and out.dtype == bool and 0 < out.sum() < 256
+    assert crop_view(gray, 36, 32).shape == (2, 32, 32) and crop_view(colour, 36, 32).shape == (2, 32, 32, 3)
 
 
 def test_auc_on_known_inputs():

@@ -63,12 +63,17 @@ def _mask_u8(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | No
 class AkazeAligner:
     """Estimate and apply the similarity transform from each image to one reference image."""
 
-    def __init__(self, reference: np.ndarray, reference_mask: np.ndarray | None = None, *, ratio: float = 0.95,
-                 ransac_threshold: float = 5.0, min_inliers: int = 8, scale_range: tuple[float, float] = (0.67, 1.5),
-                 min_overlap: float = 0.5, detector_threshold: float = 0.0001) -> None:
+    def __init__(self, reference: np.ndarray, reference_mask: np.ndarray | None = None, *, ratio: float = 1.0,
+                 ransac_threshold: float | None = None, min_inliers: int = 8,
+                 scale_range: tuple[float, float] = (0.67, 1.5), min_overlap: float = 0.5,
+                 detector_threshold: float = 0.0001) -> None:
+        """``ratio`` < 1 applies Lowe's ratio test (1 keeps every nearest match: a screw's repeated thread makes
+        the second-best match close, and RANSAC rejects the outliers); ``ransac_threshold`` is in pixels,
+        by default 1.6 % of the image's longer side."""
         self.reference = to_gray(reference)
         self.shape = self.reference.shape
-        self.ratio, self.ransac_threshold = ratio, ransac_threshold
+        self.ratio = ratio
+        self.ransac_threshold = ransac_threshold if ransac_threshold is not None else 0.016 * max(self.shape)
         self.min_inliers, self.scale_range, self.min_overlap = min_inliers, scale_range, min_overlap
         self.reference_mask = None if reference_mask is None else np.asarray(reference_mask, dtype=bool)
         self.detector = cv2.AKAZE_create(threshold=detector_threshold)
@@ -100,7 +105,7 @@ class AkazeAligner:
         if descriptors is None or len(points) < 2:
             return _fallback(0, 0, f"only {len(points)} AKAZE features in the image (blank or featureless?)")
         pairs = self.matcher.knnMatch(descriptors, self.ref_descriptors, k=2)
-        good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < self.ratio * p[1].distance]
+        good = [p[0] for p in pairs if p and (len(p) == 1 or p[0].distance <= self.ratio * p[1].distance)]
         if len(good) < self.min_inliers:
             return _fallback(len(good), 0, f"{len(good)} matches passed the ratio test, fewer than {self.min_inliers}")
         source = points[[m.queryIdx for m in good]]

@@ -80,6 +80,15 @@ def prepare_masks(masks: np.ndarray, resize: int, crop: int) -> np.ndarray:
     return TF.center_crop(x, [crop, crop])[:, 0].numpy().astype(bool)
 
 
+def crop_view(images: np.ndarray, resize: int, crop: int) -> np.ndarray:
+    """uint8 images (N x H x W or N x H x W x 3) as PaDiM sees them, resized and centre-cropped, for figures."""
+    images = np.asarray(images)
+    x = torch.from_numpy(images)
+    x = x[:, None] if images.ndim == 3 else x.permute(0, 3, 1, 2)
+    x = TF.center_crop(TF.resize(x, [resize, resize], antialias=True), [crop, crop])
+    return x[:, 0].numpy() if images.ndim == 3 else x.permute(0, 2, 3, 1).numpy()
+
+
 @dataclass
 class GaussianFit:
     """One Gaussian per feature-map position: means (P x D) and precision matrices (P x D x D)."""

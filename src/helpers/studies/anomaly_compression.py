@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import psutil
@@ -152,19 +153,19 @@ def _warp_all(aligner: AkazeAligner, images: np.ndarray, alignments: list[Alignm
 
 
 def prepare(train: np.ndarray, test: np.ndarray, ground_truth: np.ndarray, masker: Masker, timer: Timer,
-            fill: int = 0, progress: bool = True) -> Preparation:
+            fill: int = 0) -> Preparation:
     """The study's four preprocessings, aligned to the first training image with the training set's masks."""
     began = time.perf_counter()
-    fg_train = np.stack([masker(im) for im in tqdm(train, desc="foreground masks (train)", disable=not progress)])
-    fg_test = np.stack([masker(im) for im in tqdm(test, desc="foreground masks (test)", disable=not progress)])
+    fg_train = np.stack([masker(im) for im in tqdm(train, desc="foreground masks (train)")])
+    fg_test = np.stack([masker(im) for im in tqdm(test, desc="foreground masks (test)")])
     timer.add(f"foreground mask ({masker.name})", time.perf_counter() - began, len(train) + len(test))
 
     began = time.perf_counter()
     aligner = AkazeAligner(train[0], fg_train[0])
     train_al = [aligner.estimate(im, m) for im, m in tqdm(zip(train, fg_train), total=len(train),
-                                                           desc="align (train)", disable=not progress)]
+                                                           desc="align (train)")]
     test_al = [aligner.estimate(im, m) for im, m in tqdm(zip(test, fg_test), total=len(test),
-                                                         desc="align (test)", disable=not progress)]
+                                                         desc="align (test)")]
     aligned_train, aligned_test = _warp_all(aligner, train, train_al), _warp_all(aligner, test, test_al)
     aligned_gt = _warp_all(aligner, ground_truth, test_al, binary=True)
     aligned_fg = _warp_all(aligner, fg_train, train_al, binary=True)
@@ -282,11 +283,11 @@ class Sweep:
         self.rows.append(row)
         return row, maps
 
-    def run_all(self, progress: bool = True) -> pd.DataFrame:
+    def run_all(self) -> pd.DataFrame:
         """Every planned run not done yet, preprocessing by preprocessing."""
         done = {(r["preprocessing"], r["codec"], r["level"]) for r in self.rows}
         todo = [r for r in plan(self.s) if r not in done]
-        for run in tqdm(todo, desc="stored sets", disable=not progress):
+        for run in tqdm(todo, desc="stored sets"):
             self.run(*run)
         return self.frame()
 
@@ -339,8 +340,10 @@ def table1(sweep: pd.DataFrame) -> pd.DataFrame:
             match = match[match.level == crf[which]]
         ours = match.iloc[0]
         ref = reference[row]
+        label = "PNG" if codec_name == "png" else ("" if prep == "none" else f"{prep} + ") + "HEVC"
+        label += " (max)" if which == "max" else ""
         rows.append({
-            "row": row, "method": ref["method"], "setting": ours.setting, "size_kb": ours.size_kb,
+            "row": row, "method": ref["method"], "label": label, "setting": ours.setting, "size_kb": ours.size_kb,
             "paper_size_kb": float(ref["size_kb"]) if ref["size_kb"] else None,
             "image_auc": ours.image_auc, "paper_image_auc": float(ref["image_roc_auc"]),
             "pixel_auc": ours.pixel_auc, "paper_pixel_auc": float(ref["pixel_roc_auc"]),
@@ -433,3 +436,40 @@ def claims(table: pd.DataFrame, labels: np.ndarray, paper_backbone: bool, why_se
                      f"reproduced when the gain exceeds {image_tol}. {why_setup}"))
     return out
 
+
+
+CURVE_STYLE = {"none": "tab:gray", "align": "tab:blue", "mask": "tab:orange", "align+mask": "tab:green"}
+CODEC_MARKER = {"hevc": "o-", "av1": "s--", "jpeg": "^:", "webp": "v:", "png": "*"}
+
+
+def plot_rate_auc(sweep: pd.DataFrame) -> plt.Figure:
+    """Size of the stored training set against image and pixel ROC-AUC, one curve per preprocessing and codec."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=80)
+    for ax, metric in zip(axes, ("image_auc", "pixel_auc")):
+        for (prep, codec_name), group in sweep.groupby(["preprocessing", "codec"], sort=False):
+            group = group.sort_values("size_bytes")
+            ax.plot(group.size_kb, group[metric], CODEC_MARKER[codec_name], color=CURVE_STYLE[prep],
+                    markersize=9 if codec_name == "png" else 5, label=f"{prep} · {codec_name}")
+        ax.set_xscale("log")
+        ax.set_xlabel("stored training set (KB, log scale)")
+        ax.set_ylabel(metric.replace("_auc", "-level ROC-AUC"))
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, ncol=2, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def format_table1(table: pd.DataFrame) -> str:
+    """Table 1 as aligned text: our value / the paper's, rounded."""
+    def pair(ours: float, theirs: float | None, digits: int) -> str:
+        theirs_text = "—" if theirs is None or np.isnan(theirs) else f"{theirs:.{digits}f}"
+        return f"{ours:.{digits}f} / {theirs_text}"
+
+    lines = [f"{'row':<4}{'method':<24}{'size KB':>18}{'% of row 1':>16}{'image AUC':>16}{'pixel AUC':>16}",
+             f"{'':<28}{'ours / paper':>18}{'ours / paper':>16}{'ours / paper':>16}{'ours / paper':>16}"]
+    for row, r in table.iterrows():
+        lines.append(f"{row:<4}{r.label:<24}{pair(r.size_kb, r.paper_size_kb, 0):>18}"
+                     f"{pair(r.ratio_percent, r.paper_ratio_percent, 1):>16}{pair(r.image_auc, r.paper_image_auc, 3):>16}"
+                     f"{pair(r.pixel_auc, r.paper_pixel_auc, 3):>16}")
+    lines += ["", "settings of each row:"] + [f"  {row}: {r.setting}" for row, r in table.iterrows()]
+    return "\n".join(lines)
