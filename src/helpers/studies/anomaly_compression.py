@@ -2,7 +2,7 @@
 
 Per-profile sizes (``settings``), the four preprocessings of the study (``prepare``), the ways a
 training set is stored (PNG, HEVC, AV1, per-image JPEG/WebP: ``store``), the sweep that trains and
-scores PaDiM on every stored set (``run_sweep``), and the tables and claims built from it.
+scores PaDiM on every stored set (``Sweep``), and the tables, figures and claims built from it.
 """
 
 from __future__ import annotations
@@ -50,18 +50,20 @@ class Settings:
     av1_crfs: tuple[int, ...]
     av1_preprocessings: tuple[str, ...]
     image_qualities: tuple[int, ...]  # per-image JPEG and WebP baselines (on the unprocessed images)
-    mask_method: str = "otsu"
     fill: int = 0  # the value of pixels outside the OR-ed mask
 
 
 SETTINGS = {
-    "smoke": Settings(False, 24, 24, "resnet18", 72, 64, 12, "ultrafast", (28, 51), "12", (63,),
-                      ("none",), (50,)),
-    "cpu": Settings(False, None, None, "resnet18", 256, 224, 32, "fast", (20, 28, 36, 44, 51), "8",
-                    (35, 50, 63), ("none", "align+mask"), (75, 25)),
-    "gpu": Settings(True, None, None, "wide_resnet50_2", 256, 224, 32, "medium",
-                    (16, 20, 24, 28, 32, 36, 40, 44, 48, 51), "8", (25, 35, 45, 55, 63), PREPROCESSINGS,
-                    (90, 75, 50, 25, 10)),
+    "smoke": Settings(full_data=False, n_train=24, n_test=24, backbone="resnet18", resize=72, crop=64,
+                      batch_size=12, hevc_preset="ultrafast", hevc_crfs=(28, 51), av1_preset="12", av1_crfs=(63,),
+                      av1_preprocessings=("none",), image_qualities=(50,)),
+    "cpu": Settings(full_data=False, n_train=None, n_test=None, backbone="resnet18", resize=256, crop=224,
+                    batch_size=32, hevc_preset="fast", hevc_crfs=(20, 28, 36, 44, 51), av1_preset="8",
+                    av1_crfs=(35, 50, 63), av1_preprocessings=("none", "align+mask"), image_qualities=(75, 25)),
+    "gpu": Settings(full_data=True, n_train=None, n_test=None, backbone="wide_resnet50_2", resize=256, crop=224,
+                    batch_size=32, hevc_preset="medium", hevc_crfs=(16, 20, 24, 28, 32, 36, 40, 44, 48, 51),
+                    av1_preset="8", av1_crfs=(25, 35, 45, 55, 63), av1_preprocessings=PREPROCESSINGS,
+                    image_qualities=(90, 75, 50, 25, 10)),
 }
 
 
@@ -76,12 +78,11 @@ def seeded_sample(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
     if n is None or n >= len(labels):
         return np.arange(len(labels))
     rng = np.random.default_rng(seed)
-    picked = []
-    for value in np.unique(labels):
-        members = np.flatnonzero(labels == value)
-        share = max(1, round(n * len(members) / len(labels)))
-        picked.append(rng.choice(members, size=min(share, len(members)), replace=False))
-    return np.sort(np.concatenate(picked))[:max(n, len(picked))]
+    values, counts = np.unique(labels, return_counts=True)
+    shares = np.maximum(1, np.floor(n * counts / len(labels))).astype(int)
+    shares[np.argmax(counts)] += n - shares.sum()  # the largest class takes the rounding remainder
+    picked = [rng.choice(np.flatnonzero(labels == v), size=k, replace=False) for v, k in zip(values, shares)]
+    return np.sort(np.concatenate(picked))
 
 
 @dataclass
