@@ -275,3 +275,12 @@ def test_the_page_is_built_from_the_committed_records_and_the_runs(env):
     (root / "results" / "backbones" / "bad.cpu.json").write_text(json.dumps({"arch": "x"}))
     with pytest.raises(ValueError, match="bad.cpu.json"):
         page.write_page(root)
+
+
+def test_concurrent_first_loads_train_the_standin_once(env, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    builds = count_builds(monkeypatch)
+    with ThreadPoolExecutor(2) as pool:
+        (a, _), (b, _) = pool.map(lambda name: backbones.load(name, "standin"), ["resnet18", "wide_resnet50_2"])
+    assert builds == ["resnet18"] and same_weights(a, b)
