@@ -58,7 +58,7 @@ SETTINGS = {
                       batch_size=12, hevc_preset="ultrafast", hevc_crfs=(28, 51), av1_preset="12", av1_crfs=(63,),
                       av1_preprocessings=("none",), image_qualities=(50,)),
     "cpu": Settings(full_data=False, n_train=None, n_test=None, backbone="resnet18", resize=256, crop=224,
-                    batch_size=32, hevc_preset="fast", hevc_crfs=(20, 28, 36, 44, 51), av1_preset="8",
+                    batch_size=32, hevc_preset="fast", hevc_crfs=(24, 32, 40, 51), av1_preset="8",
                     av1_crfs=(35, 50, 63), av1_preprocessings=("none", "align+mask"), image_qualities=(75, 25)),
     "gpu": Settings(full_data=True, n_train=None, n_test=None, backbone="wide_resnet50_2", resize=256, crop=224,
                     batch_size=32, hevc_preset="medium", hevc_crfs=(16, 20, 24, 28, 32, 36, 40, 44, 48, 51),
