@@ -28,12 +28,13 @@ class History:
     val_acc: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     samples_per_s: list[float] = field(default_factory=list)
+    resumed_epochs: int = 0  # epochs taken from a checkpoint rather than trained by this process
 
     @property
     def epochs(self) -> int:
         return len(self.train_loss)
 
-    def as_dict(self) -> dict[str, list[float]]:
+    def as_dict(self) -> dict[str, list[float] | int]:
         return asdict(self)
 
 
@@ -82,7 +83,7 @@ def train_classifier(
         if scheduler is not None and state.get("scheduler") is not None:
             scheduler.load_state_dict(state["scheduler"])
         history = History(**state["history"])
-        start_epoch = history.epochs
+        start_epoch = history.resumed_epochs = history.epochs
         torch.set_rng_state(state["rng"])
     model.to(device)
     for epoch in range(start_epoch, epochs):

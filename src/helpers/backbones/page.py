@@ -91,6 +91,20 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
+def _wall_time(record: dict[str, Any]) -> str:
+    """Wall time of the process that finished the build, and whether it resumed from a checkpoint."""
+    budget = f"budget {record['budget_minutes']:g} min: {'met' if record['within_budget'] else 'exceeded'}"
+    resumed = record.get("resumed_after_epochs")
+    if resumed is None:
+        how = "the process that finished the build; whether it resumed from a checkpoint was not recorded"
+    elif resumed:
+        how = (f"the process that finished the build only: it resumed after {resumed} of {record['epochs']} "
+               f"epochs; all epochs' training time {_minutes(record['train_s'])}")
+    else:
+        how = "whole build"
+    return f"{_minutes(record['wall_s'])} ({how}; {budget})"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
             *["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows], ""]
@@ -182,8 +196,7 @@ def render_page(records: list[dict[str, Any]], used: Mapping[tuple[str, str], st
         ("evaluation", lambda r: r["evaluation"]),
         ("val accuracy by epoch", lambda r: " → ".join(f"{v:.2f}" for v in r["history"]["val_acc"])),
         ("training speed", lambda r: f"{r['train_images_per_s']:g} images/s"),
-        ("wall time (whole build)", lambda r: f"{_minutes(r['wall_s'])} (budget {r['budget_minutes']:g} min: "
-                                              f"{'met' if r['within_budget'] else 'exceeded'})"),
+        ("wall time", _wall_time),
         ("peak memory", lambda r: f"{r['provenance']['peak_rss_mib']:,.0f} MiB"),
         ("device", lambda r: r["provenance"]["device"]),
         ("software", lambda r: f"torch {r['provenance']['torch']}, torchvision {r['provenance']['torchvision']}"),

@@ -313,6 +313,8 @@ def build(arch: str, recipe: Recipe, profile: str, seed: int = 0, checkpoint: Ch
         },
         "beats_random_probe": bool(own_val_acc > probe_random and probe_trained > probe_random),
         "train_images_per_s": round(float(np.median(history.samples_per_s)), 1),
+        "resumed_after_epochs": history.resumed_epochs,
+        "train_s": round(sum(history.seconds), 1),
         "wall_s": provenance["wall_s"],
         "budget_minutes": recipe.budget_minutes,
         "within_budget": bool(provenance["wall_s"] <= recipe.budget_minutes * 60),
