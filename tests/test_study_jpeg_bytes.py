@@ -162,5 +162,9 @@ def test_claim_verdicts_follow_the_measurements():
     bad = {c.id: c.verdict for c in study.paper_claims(
         measured(test_acc=0.9, noaug=0.988, lstm=0.985, per_class=0.3, mean_bytes=560.0))}
     assert bad == dict.fromkeys(bad, "differs") | {"train_accuracy": "reproduced"}
+    weak = {c.id: c.verdict for c in study.paper_claims(measured(test_acc=0.3, full=0.3, noaug=0.25, lstm=0.2))}
+    assert weak["test_accuracy"] == "differs"
+    assert {weak[k] for k in ("ablation_no_augmentation", "ablation_lstm_only", "glitch_robustness")} == {
+        "not comparable"}
     claims = study.paper_claims(measured())
     assert claims[0].paper == ">0.98" and "2,000 held-out digits" in claims[0].why

@@ -62,6 +62,7 @@ class Settings:
     pixel_epochs: int
     eval_batch: int = 500
     device: str = "cpu"
+    threads: int | None = 1  # torch threads while training; None keeps the default (all cores)
 
 
 SETTINGS = {
@@ -71,15 +72,15 @@ SETTINGS = {
         glitch_counts=(0, 50), robust_size=100, saliency_size=16, pixel_epochs=1,
     ),
     "cpu": Settings(
-        official_mnist_train=False, limit=None, fashion_train=12000, embed_dim=32, hidden=32,
-        batch_size=32, lr=3e-3, epochs=6, seeds=2, fashion_epochs=3, max_shift=3, max_zeroed=60,
-        glitch_counts=(0, 10, 25, 50, 100, 150), robust_size=None, saliency_size=200, pixel_epochs=3,
+        official_mnist_train=False, limit=None, fashion_train=8000, embed_dim=32, hidden=32,
+        batch_size=32, lr=3e-3, epochs=2, seeds=2, fashion_epochs=2, max_shift=3, max_zeroed=60,
+        glitch_counts=(0, 10, 25, 50, 100, 150), robust_size=500, saliency_size=200, pixel_epochs=3,
     ),
     "gpu": Settings(
         official_mnist_train=True, limit=None, fashion_train=None, embed_dim=100, hidden=100,
         batch_size=800, lr=1e-3, epochs=100, seeds=3, fashion_epochs=100, max_shift=3, max_zeroed=60,
         glitch_counts=(0, 10, 25, 50, 100, 150, 200), robust_size=None, saliency_size=1000, pixel_epochs=10,
-        eval_batch=2000, device="cuda",
+        eval_batch=2000, device="cuda", threads=None,
     ),
 }
 
@@ -406,6 +407,7 @@ def training_throughput(model: torch.nn.Module, values: torch.Tensor, labels: to
 # ---------------------------------------------------------------- the paper's claims
 
 ORIGINAL_SAMPLES = 36_000 * 800  # its released model: 36,000 iterations of batch 800 (about 480 epochs of 60k)
+WORKING_MODEL = 0.5  # clean test accuracy below which ablation and glitch claims are not comparable
 
 
 def paper_claims(m: dict) -> list[Claim]:
@@ -443,5 +445,16 @@ def paper_claims(m: dict) -> list[Claim]:
             {k: round(v["test mean"], 3) for k, v in m["ablation"].items() if ABLATION[k][0]},
             {k: round(v["test mean"], 3) for k, v in m["ablation"].items()},
             {k: round(v, 2) for k, v in m["glitch_per_class"].items()}]
-    return [Claim(cid, row["claim"], row["value"], value, "reproduced" if ok else "differs", why)
+    undertrained = m["test_acc"] < WORKING_MODEL
+    needs_model = {"ablation_no_augmentation", "ablation_lstm_only", "glitch_robustness"}
+
+    def verdict(cid: str, ok: bool) -> str:
+        if undertrained and cid in needs_model:
+            return "not comparable"
+        return "reproduced" if ok else "differs"
+
+    caveat = (f" Not comparable: our main model reaches only {m['test_acc']:.2f} clean test accuracy "
+              f"(below {WORKING_MODEL}), so its differences and failures say little about a trained model.")
+    return [Claim(cid, row["claim"], row["value"], value, verdict(cid, ok),
+                  why + (caveat if undertrained and cid in needs_model else ""))
             for (cid, ok, why), row, value in zip(verdicts, paper_rows, ours)]
