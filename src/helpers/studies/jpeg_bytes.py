@@ -72,8 +72,8 @@ SETTINGS = {
         glitch_counts=(0, 50), robust_size=100, saliency_size=16, pixel_epochs=1,
     ),
     "cpu": Settings(
-        official_mnist_train=False, limit=None, fashion_train=8000, embed_dim=32, hidden=32,
-        batch_size=32, lr=3e-3, epochs=2, seeds=2, fashion_epochs=2, max_shift=3, max_zeroed=60,
+        official_mnist_train=False, limit=None, fashion_train=8000, embed_dim=16, hidden=16,
+        batch_size=32, lr=3e-3, epochs=3, seeds=2, fashion_epochs=3, max_shift=3, max_zeroed=60,
         glitch_counts=(0, 10, 25, 50, 100, 150), robust_size=500, saliency_size=200, pixel_epochs=3,
     ),
     "gpu": Settings(
