@@ -1,0 +1,89 @@
+import pytest
+import torch
+
+from helpers.jpeg_bytes import PAD_TOKEN
+from helpers.models.byte_classifier import ByteClassifier, Variant
+from helpers.train import train_classifier
+
+
+def batch(variant, rows=5, length=80, header=40, seed=0):
+    """Rows that share a header, then padding and random bytes of different lengths, as the variant lays them out."""
+    g = torch.Generator().manual_seed(seed)
+    files = [bytes(torch.randint(0, 256, (length - 3 * i,), generator=g).tolist()) for i in range(rows)]
+    files = [files[0][:header] + f[header:] for f in files]
+    return variant.layout(length, header).pad(files).values
+
+
+def small(variant, **kw):
+    torch.manual_seed(0)
+    return ByteClassifier(variant, embed_dim=8, hidden=12, **kw)
+
+
+@pytest.mark.parametrize("variant", [Variant.fixed(), Variant.faithful()], ids=lambda v: v.name)
+@pytest.mark.parametrize("conv_layers", [2, 0])
+def test_logits_have_one_row_per_file(variant, conv_layers):
+    model = small(variant, conv_layers=conv_layers)
+    assert model(batch(variant)).shape == (5, 10)
+
+
+def test_variants_differ_where_the_original_did():
+    faithful, fixed = Variant.faithful(), Variant.fixed()
+    assert (faithful.pad_value, fixed.pad_value) == (1, PAD_TOKEN)
+    shared, separate = small(faithful), small(fixed)
+    assert shared.convs[0] is shared.convs[1] and separate.convs[0] is not separate.convs[1]
+    n_params = [sum(p.numel() for p in m.parameters()) for m in (shared, separate)]
+    assert n_params[1] - n_params[0] == 8 * 8 * 3 + 8 + 8  # one more conv, one more embedding row
+    assert Variant(shared_conv=True, pad_with_ones=False, uint8_overflow=False).name == "shared_conv"
+
+
+def test_forget_gate_bias_starts_at_one():
+    model = small(Variant.fixed())
+    bias = model.lstm.bias_ih_l0.detach() + model.lstm.bias_hh_l0.detach()
+    assert torch.all(bias[12:24] == 1) and torch.all(bias[:12] == 0)
+
+
+@pytest.mark.parametrize("variant", [Variant.fixed(), Variant.faithful()], ids=lambda v: v.name)
+def test_sharing_the_common_prefix_is_exact_for_outputs_and_gradients(variant):
+    x = batch(variant)
+    results = []
+    for share in (True, False):
+        model = small(variant, share_prefix=share)
+        assert (model.shared_steps(x) > 0) == share
+        loss = model(x).logsumexp(1).sum()
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (l1, g1), (l2, g2) = results
+    torch.testing.assert_close(l1, l2)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_layouts_put_the_padding_where_each_variant_does():
+    faithful, fixed = Variant.faithful().layout(700, 328), Variant.fixed().layout(700, 328)
+    assert (faithful.pad_value, faithful.pad_at) == (1, None)
+    assert (fixed.pad_value, fixed.pad_at) == (PAD_TOKEN, 328)
+    assert Variant.fixed().layout(372, 328, skip=328).pad_at == 0  # no header: padding goes first
+
+
+def test_corrupt_bytes_are_valid_input_but_bad_shapes_and_values_are_not():
+    model = small(Variant.fixed())
+    zeros = torch.zeros(3, 40, dtype=torch.long)  # a file wiped to zeros is still a file
+    assert torch.isfinite(model(zeros)).all()
+    with pytest.raises(ValueError, match="batch, length"):
+        model(torch.zeros(40, dtype=torch.long))
+    with pytest.raises(TypeError, match="integer"):
+        model(torch.zeros(2, 40))
+    with pytest.raises(ValueError, match="0..256"):
+        model(torch.full((2, 40), 300))
+    with pytest.raises(ValueError, match="0..255"):
+        small(Variant.faithful())(torch.full((2, 40), PAD_TOKEN))  # the faithful vocabulary has no pad token
+    with pytest.raises(ValueError, match="conv window"):
+        model(torch.zeros(2, 4, dtype=torch.long))
+
+
+def test_one_training_step_reduces_the_loss_on_a_tiny_batch():
+    variant = Variant.fixed()
+    x, y = batch(variant, rows=8), torch.arange(8) % 10
+    model = small(variant)
+    history = train_classifier(model, [(x, y)], torch.optim.Adam(model.parameters(), lr=1e-2), epochs=2)
+    assert history.train_loss[1] < history.train_loss[0]

@@ -1,0 +1,170 @@
+import gzip
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import sha256
+from helpers.data import ImageSplit, registry
+from helpers.models.byte_classifier import Variant
+from helpers.profiles import ProfileError
+from helpers.studies import jpeg_bytes as study
+from test_idx import idx_bytes
+
+TINY = replace(study.settings("smoke"), embed_dim=8, hidden=8, batch_size=16, robust_size=None,
+               glitch_counts=(0, 20), saliency_size=4)
+
+
+def blobs(n=40, seed=0):
+    """n 28x28 uint8 images of 10 classes: a bright square whose position depends on the class."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    images = rng.integers(0, 30, (n, 28, 28)).astype(np.uint8)
+    for image, label in zip(images, labels):
+        y, x = divmod(int(label), 5)
+        image[4 + 10 * y:12 + 10 * y, 2 + 5 * x:7 + 5 * x] = 255
+    return images, labels
+
+
+def split_of(images, labels, name="toy", split="train"):
+    return ImageSplit(images, labels, tuple(str(c) for c in range(10)), name, split)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_subnormals():
+    """As the chapter does: LSTM gradients decay into subnormal floats, which CPUs process very slowly."""
+    torch.set_flush_denormal(True)
+    yield
+    torch.set_flush_denormal(False)
+
+
+@pytest.fixture
+def toy(isolated):
+    images, labels = blobs()
+    test_images, test_labels = blobs(20, seed=1)
+    return study.TrainTest(split_of(images, labels), split_of(test_images, test_labels, split="test"), "toy")
+
+
+def test_every_profile_has_settings_and_unknown_ones_are_refused():
+    assert {study.settings(p).device for p in ("smoke", "cpu", "gpu")} == {"cpu", "cuda"}
+    assert study.settings("gpu").official_mnist_train and not study.settings("cpu").official_mnist_train
+    assert study.settings("gpu").hidden == 100 and study.settings("gpu").seeds >= 3
+    assert study.settings("cpu").seeds >= 2
+    with pytest.raises(ProfileError, match="valid profiles"):
+        study.settings("laptop")
+
+
+def test_cpu_split_of_the_mnist_test_set_is_stratified_and_disjoint(shared_data):
+    data = study.load_train_test("mnist", study.settings("cpu"), seed=0)
+    assert (len(data.train), len(data.test)) == (8000, 2000) and "not available offline" in data.note
+    train_share = np.bincount(data.train.labels) / np.bincount(np.concatenate([data.train.labels, data.test.labels]))
+    assert np.allclose(train_share, 0.8, atol=0.002)
+    pairs = {img.tobytes() for img in data.train.images[:500]}
+    assert not pairs & {img.tobytes() for img in data.test.images}
+
+
+def test_gpu_profile_reads_the_official_train_split_through_the_download_path(isolated, register_temp):
+    """The official MNIST files are not here; stand-ins served from file:// URLs take their place."""
+    origin = isolated / "origin"
+    origin.mkdir()
+    files = []
+    for split, n in (("train", 30), ("t10k", 20)):
+        images, labels = blobs(n)
+        for kind, array, code in (("images-idx3", images, 0x08), ("labels-idx1", labels.astype(np.uint8), 0x08)):
+            name = f"{split}-{kind}-ubyte.gz"
+            payload = gzip.compress(idx_bytes(array, code))
+            (origin / name).write_bytes(payload)
+            files.append(registry.RemoteFile(name, ((origin / name).as_uri(),), sha256=sha256(payload)))
+    register_temp(replace(registry.spec("mnist"), files=tuple(files)))
+    data = study.load_train_test("mnist", study.settings("gpu"), seed=0)
+    assert (len(data.train), len(data.test)) == (30, 20) and data.train.split == "train"
+    assert data.train.sources[0].source == "download"
+
+
+def test_encodings_are_cached_by_content(toy):
+    first, seconds = study.encode_split(toy.train)
+    again, cached_seconds = study.encode_split(toy.train)
+    assert seconds is not None and cached_seconds is None
+    assert torch.equal(first.data, again.data) and len(first) == len(toy.train)
+    wrapped, _ = study.encode_split(toy.train, overflow=True)
+    assert not torch.equal(wrapped.data, first.data)  # the squares are full ink: the overflow blanks them
+
+
+@pytest.mark.parametrize("variant", [Variant.fixed(), Variant.faithful()], ids=lambda v: v.name)
+def test_prepare_pads_to_the_longest_training_file(toy, variant):
+    data = study.prepare(toy, variant)
+    assert data.header == 328 and data.train.values.shape == (40, data.layout.width)
+    assert int(data.train.lengths.max()) == data.layout.width and data.train.truncated == 0
+    assert data.layout.pad_value == variant.pad_value
+    stripped = study.prepare(toy, variant, strip_header=True)
+    assert stripped.header == 0 and stripped.layout.width == data.layout.width - 328
+    assert "40 train / 20 test files" in data.describe()
+
+
+def test_training_subset_is_stratified(toy):
+    data = study.training_subset(study.prepare(toy, Variant.fixed()), 20, seed=0)
+    assert len(data.train_labels) == 20 and np.bincount(data.train_labels.numpy()).tolist() == [2] * 10
+    assert len(data.train_images) == 20
+
+
+def test_fit_caches_the_model_and_the_runners_report_sane_shapes(toy):
+    data = study.prepare(toy, Variant.fixed())
+    small = study.training_subset(data, 20, 0)
+    trained = study.fit(small, TINY, max_shift=2, max_zeroed=5, epochs=2, seed=0)
+    again = study.fit(small, TINY, max_shift=2, max_zeroed=5, epochs=2, seed=0)
+    assert not trained.cached and again.cached and trained.history.epochs == 2 and trained.samples_per_s > 0
+    for a, b in zip(trained.model.parameters(), again.model.parameters()):
+        assert torch.equal(a, b)
+    pixel, _ = study.fit_pixel_cnn(toy.train.images, toy.train.labels, TINY)
+    curve = study.robustness({"bytes": trained.model}, pixel, data, TINY)
+    assert len(curve) == 4 and set(curve["region"]) == set(study.REGIONS)
+    assert curve[["decodable", "bytes", "pixel CNN"]].apply(lambda c: c.between(0, 1).all()).all()
+    saliency = study.position_saliency(trained.model, data.test.values[:4], data.test_labels[:4])
+    assert saliency.shape == (4, data.layout.width) and trained.model.share_prefix
+    assert np.isfinite(saliency).all() and saliency.max() > 0
+    table, runs = study.run_ablation(study.training_subset(data, 10, 0), replace(TINY, epochs=1, seeds=2), seed=0)
+    assert list(table.index) == list(study.ABLATION) and (table["seeds"] == 2).all()
+    assert runs["- augmentation - CNN"][0].model.conv_layers == 0
+
+
+def test_glitched_files_and_pixel_predictions_count_undecodable_files_as_wrong(toy):
+    data = study.prepare(toy, Variant.fixed())
+    wrecked = study.glitched(data.test, 60, data.header, protect_header=False, seed=0)
+    assert ((wrecked.values == 0) & (data.test.values != 0)).sum(1).max() <= 60
+    kept = study.glitched(data.test, 60, data.header, protect_header=True, seed=0)
+    assert torch.equal(kept.values[:, :data.header], data.test.values[:, :data.header])
+    decoded = study.decode_all(wrecked)
+    assert any(d is None for d in decoded)
+    pred = study.pixel_predictions(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)), decoded, TINY)
+    assert all((p == -1) == (d is None) for p, d in zip(pred, decoded))
+
+
+def test_wilson_interval_brackets_the_accuracy():
+    acc, low, high = study.accuracy_with_interval(np.array([True] * 45 + [False] * 5))
+    assert acc == 0.9 and low < 0.9 < high and high - low > 0.15
+    _, low_big, high_big = study.accuracy_with_interval(np.array([True] * 4500 + [False] * 500))
+    assert high_big - low_big < 0.02
+
+
+def measured(test_acc=0.99, full=0.99, noaug=0.97, lstm=0.9, sd=0.005, per_class=0.75, mean_bytes=600.0):
+    row = lambda m: {"seeds": 2, "test mean": m, "test sd": sd, "train mean": 0.995}  # noqa: E731
+    return {"test_acc": test_acc, "test_n": 2000, "train_size": 8000, "epochs": 6, "width": 32,
+            "mean_bytes": mean_bytes, "header_bytes": 328,
+            "train_acc": {"full model": 0.995, "- augmentation": 0.999, "- augmentation - CNN": 0.995},
+            "ablation": {"full model": row(full), "- augmentation": row(noaug), "- augmentation - CNN": row(lstm)},
+            "glitch_per_class": {str(c): per_class for c in range(10)}, "glitch_bytes": 50}
+
+
+def test_claim_verdicts_follow_the_measurements():
+    good = {c.id: c.verdict for c in study.paper_claims(measured())}
+    assert good == dict.fromkeys(good, "reproduced") and len(good) == 6
+    bad = {c.id: c.verdict for c in study.paper_claims(
+        measured(test_acc=0.9, noaug=0.988, lstm=0.985, per_class=0.3, mean_bytes=560.0))}
+    assert bad == dict.fromkeys(bad, "differs") | {"train_accuracy": "reproduced"}
+    weak = {c.id: c.verdict for c in study.paper_claims(measured(test_acc=0.3, full=0.3, noaug=0.25, lstm=0.2))}
+    assert weak["test_accuracy"] == "differs"
+    assert {weak[k] for k in ("ablation_no_augmentation", "ablation_lstm_only", "glitch_robustness")} == {
+        "not comparable"}
+    claims = study.paper_claims(measured())
+    assert claims[0].paper == ">0.98" and "2,000 held-out digits" in claims[0].why
