@@ -11,7 +11,6 @@ from helpers.models.colorizer import (
     L2Regression,
     ResidualEncoder,
     VGGTaps,
-    pool_indices,
     predict_ab,
 )
 
@@ -32,7 +31,6 @@ def fake_taps(n=4, size=16, seed=0):
 @pytest.mark.parametrize("batch_norm", [False, True], ids=["vgg16", "vgg16_bn"])
 def test_taps_of_both_vgg16_flavours(batch_norm):
     features = vgg16_features(batch_norm)
-    assert len(pool_indices(features)) == 5
     trunk = VGGTaps(features, MEAN, STD, stages=4)
     assert trunk.channels == (64, 128, 256, 512) and trunk.stride == 16
     assert not any(p.requires_grad for p in trunk.parameters())
@@ -46,6 +44,8 @@ def test_trunk_rejects_bad_requests():
     features = vgg16_features(False)
     with pytest.raises(ValueError, match="5 pooling stages"):
         VGGTaps(features, MEAN, STD, stages=6)
+    with pytest.raises(ValueError, match="MaxPool2d"):
+        VGGTaps(nn.Sequential(nn.Conv2d(3, 4, 3)), MEAN, STD)
     trunk = VGGTaps(features, MEAN, STD, stages=2)
     with pytest.raises(ValueError, match="multiples of 4"):
         trunk(torch.rand(1, 3, 10, 12))
@@ -76,9 +76,20 @@ def test_heads_reject_taps_of_another_trunk():
         ResidualEncoder((8,))
 
 
+def as_if_trained(model: ResidualEncoder) -> ResidualEncoder:
+    """Give the zero-initialised output layer weights, as training would (else nothing flows back through it)."""
+    torch.nn.init.normal_(model.out.weight)
+    return model
+
+
+def test_heads_start_from_grey():
+    for model in (ResidualEncoder(CHANNELS), HypercolumnHead(CHANNELS)):
+        assert model(fake_taps()).abs().max() == 0
+
+
 def fusion_grads(bugs):
     torch.manual_seed(0)
-    model = ResidualEncoder(CHANNELS, bugs=bugs)
+    model = as_if_trained(ResidualEncoder(CHANNELS, bugs=bugs))
     model(fake_taps()).square().mean().backward()
     return [p.grad for p in model.fusion.parameters()], model.top.weight.grad
 
@@ -104,11 +115,11 @@ def test_shared_batchnorm_sees_both_inputs():
 def test_batchnorm_eval_mode_only_when_fixed():
     taps, other = fake_taps(seed=0), fake_taps(seed=1)
     mixed = [torch.cat([a[:1], b[1:]]) for a, b in zip(taps, other)]  # image 0 with other companions
-    fixed = ResidualEncoder(CHANNELS).eval()
+    fixed = as_if_trained(ResidualEncoder(CHANNELS)).eval()
     assert not any(m.training for m in fixed.modules())
     with torch.no_grad():
         torch.testing.assert_close(fixed(taps)[0], fixed(mixed)[0])
-    buggy = ResidualEncoder(CHANNELS, bugs=Bugs(batchnorm_train_at_test=True)).eval()
+    buggy = as_if_trained(ResidualEncoder(CHANNELS, bugs=Bugs(batchnorm_train_at_test=True))).eval()
     assert all(m.training for m in buggy.modules() if isinstance(m, nn.BatchNorm2d))
     with torch.no_grad():
         assert (buggy(taps)[0] - buggy(mixed)[0]).abs().max() > 1e-3  # the answer depends on the batch

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from torch import nn
 
+from helpers.backbones import vgg_pool_indices
 from helpers.color import AB_SCALE
 
 
@@ -45,17 +46,12 @@ class Bugs:
         return cls(True, True, True)
 
 
-def pool_indices(features: nn.Sequential) -> list[int]:
-    """Positions of the ``MaxPool2d`` layers in a VGG ``.features`` (plain or with batch norm)."""
-    return [i for i, layer in enumerate(features) if isinstance(layer, nn.MaxPool2d)]
-
-
 class VGGTaps(nn.Module):
     """A frozen VGG trunk cut after ``stages`` pooling layers; ``forward`` returns each stage's pooled output."""
 
     def __init__(self, features: nn.Sequential, mean: Sequence[float], std: Sequence[float], stages: int = 4) -> None:
         super().__init__()
-        pools = pool_indices(features)
+        pools = vgg_pool_indices(features)
         if not 1 <= stages <= len(pools):
             raise ValueError(f"the trunk has {len(pools)} pooling stages; asked for {stages}")
         starts = [0] + [p + 1 for p in pools[: stages - 1]]
@@ -94,6 +90,13 @@ def _conv3x3(c_in: int, c_out: int) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, 3, padding=1)
 
 
+def _zero_output(layer: nn.Conv2d) -> nn.Conv2d:
+    """Start from ab = 0 (grey; for bins, the uniform distribution) instead of random colour noise."""
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
 def _check_taps(taps: Sequence[torch.Tensor], channels: Sequence[int]) -> None:
     if [t.shape[1] for t in taps] != list(channels):
         raise ValueError(f"head built for tap channels {list(channels)}, got {[t.shape[1] for t in taps]}")
@@ -103,7 +106,7 @@ class ResidualEncoder(nn.Module):
     """Dahl's residual encoder over trunk taps, with a fused global branch and the original's bugs as switches."""
 
     def __init__(self, channels: Sequence[int], out_channels: int = 2, *, shortcuts: bool = True,
-                 fusion: bool = True, bugs: Bugs = Bugs(), final_width: int = 32) -> None:
+                 fusion: bool = True, bugs: Bugs = Bugs(), final_width: int = 16) -> None:
         super().__init__()
         if len(channels) < 2:
             raise ValueError("the residual encoder needs at least two trunk taps")
@@ -118,7 +121,7 @@ class ResidualEncoder(nn.Module):
         self.convs = nn.ModuleList(_conv3x3(channels[i], widths[i]) for i in range(deep))
         self.fusion = nn.Sequential(nn.Linear(channels[deep], 256), nn.ReLU(), nn.Linear(256, channels[deep - 1])) \
             if fusion else None
-        self.out = _conv3x3(final_width, out_channels)
+        self.out = _zero_output(nn.Conv2d(final_width, out_channels, 1))
 
     def train(self, mode: bool = True) -> "ResidualEncoder":
         """Set the mode; with the ``batchnorm_train_at_test`` bug, batch norm stays in training mode."""
@@ -163,7 +166,7 @@ class HypercolumnHead(nn.Module):
         for h in hidden:
             layers += [nn.Conv2d(width, h, 1), nn.ReLU()]
             width = h
-        self.mlp = nn.Sequential(*layers, _conv3x3(width, out_channels))
+        self.mlp = nn.Sequential(*layers, _zero_output(nn.Conv2d(width, out_channels, 1)))
 
     def forward(self, taps: Sequence[torch.Tensor]) -> torch.Tensor:
         """Raw output at the first tap's resolution."""

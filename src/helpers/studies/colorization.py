@@ -8,6 +8,8 @@ turn the measurements into the study's claims.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import time
 import timeit
@@ -233,7 +235,9 @@ def train_head(head: nn.Module, objective: Objective, train_taps: Sequence[torch
             total += loss.item() * len(index)
         curve.seconds.append(time.perf_counter() - began)
         curve.train_loss.append(total / len(target))
-        curve.test_rmse.append(ab_rmse(colorize(head, objective, test_taps, size, batch_size, device), test_ab))
+        # on a copy: with the test-time batch-norm bug, colouring would update the head's running statistics
+        curve.test_rmse.append(ab_rmse(colorize(copy.deepcopy(head), objective, test_taps, size, batch_size, device),
+                                       test_ab))
     return curve
 
 
@@ -280,12 +284,37 @@ def score(frames: LabFrames, ab: torch.Tensor) -> dict[str, float]:
 
 
 @torch.no_grad()
+def evaluate(trained: Trained, taps: Sequence[torch.Tensor], frames: LabFrames, batch_size: int,
+             device: str = "cpu", batchnorm_train_at_test: bool | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """``(ab, metrics)`` of a copy of the trained head on ``frames`` (a copy: the test-time batch-norm bug
+    would otherwise update the head's running statistics); optionally with that bug switched on or off."""
+    head = copy.deepcopy(trained.head)
+    if batchnorm_train_at_test is not None:
+        head.bugs = dataclasses.replace(head.bugs, batchnorm_train_at_test=batchnorm_train_at_test)
+    ab = colorize(head, trained.objective, taps, tuple(frames.ab.shape[-2:]), batch_size, device)
+    return ab, score(frames, ab)
+
+
+def costs(trained: Trained, taps: Sequence[torch.Tensor], ab: torch.Tensor, min_run_time: float,
+          device: str = "cpu") -> dict[str, float]:
+    """Size and speed of a head: parameters, memory kept for backward and forward time per image, training s/epoch."""
+    taps = [t.to(device).float() for t in taps]
+    return {
+        "parameters": parameter_count(trained.head),
+        "saved_mib_per_image": saved_activation_mib(copy.deepcopy(trained.head), trained.objective, taps, ab.to(device)),
+        "head_ms_per_image": forward_ms(copy.deepcopy(trained.head), taps, min_run_time),
+        "train_s_per_epoch": float(np.mean(trained.curve.seconds)),
+    }
+
+
 def forward_ms(module: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor], min_run_time: float,
                repeats: int = 5) -> float:
     """Median forward time per image in ms (eval mode, no grad), over ``repeats`` runs of about ``min_run_time`` s."""
     module.eval()
-    n = len(inputs[0]) if isinstance(inputs, (list, tuple)) else len(inputs)
-    timer = timeit.Timer(lambda: module(inputs))
+    first = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+    n = len(first)
+    sync = torch.cuda.synchronize if first.is_cuda else (lambda: None)  # time the work, not its launch
+    timer = timeit.Timer(lambda: (module(inputs), sync()))
     number, took = timer.autorange()  # also the warm-up
     number = max(1, round(number * min_run_time / max(took, 1e-9)))
     return float(np.median(timer.repeat(repeat=repeats, number=number))) / number / n * 1e3
