@@ -123,3 +123,17 @@ def test_claim_verdicts_follow_the_measurements():
     verdicts = {c.id: c.verdict for c in study.claims(table, curves)}
     assert verdicts == {"02-lighter-faster": "differs", "02-more-accurate": "differs",
                         "02-no-shortcut-slower-worse": "differs"}
+
+
+def test_evaluating_the_faithful_head_leaves_it_untouched(frames, isolated):
+    taps, _ = study.cached_taps(tiny_trunk(), frames, batch_size=6)
+    config = dataclasses.replace(study.settings("smoke"), epochs=1, batch_size=4)
+    faithful = study.VARIANTS[1]
+    assert faithful.bugs.batchnorm_train_at_test
+    trained = study.train_variant(faithful, {"pretrained": (taps, taps)}, frames, frames, config, seed=0)
+    before = {k: v.clone() for k, v in trained.head.state_dict().items()}
+    as_run, _ = study.evaluate(trained, taps, frames, batch_size=4)
+    in_eval_mode, _ = study.evaluate(trained, taps, frames, batch_size=4, batchnorm_train_at_test=False)
+    assert all(torch.equal(before[k], v) for k, v in trained.head.state_dict().items())
+    assert trained.head.bugs.batchnorm_train_at_test  # the switch applies to the evaluated copy only
+    assert not torch.equal(as_run, in_eval_mode)
