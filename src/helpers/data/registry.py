@@ -169,3 +169,22 @@ register(DatasetSpec(
     notes="Read one category at a time (helpers.data.mvtec). Offline copy: the screw category at 512 px "
           "(see its README).",
 ))
+
+register(DatasetSpec(
+    name="frames",
+    title="Big Buck Bunny (Blender Foundation 2008), a 60 s excerpt: cartoon frames for colorization",
+    homepage="https://peach.blender.org/",
+    licence="CC BY 3.0, (c) 2008 Blender Foundation | www.bigbuckbunny.org",
+    files=(RemoteFile(
+        "big_buck_bunny.mp4",
+        (
+            "https://github.com/parulj/ivideo/raw/53e1756d650fb2a99e50aad73be269681ed56ea4/big_buck_bunny.mp4",
+            "https://raw.githubusercontent.com/parulj/ivideo/53e1756d650fb2a99e50aad73be269681ed56ea4/big_buck_bunny.mp4",
+        ),
+        # The publisher gives no checksum for this excerpt; this sha256 is the one recorded in the offline
+        # copy's README (datasets/frames/README.md) when its frames were extracted from this file.
+        sha256="fc37c9809ace22480f6c5b94c7a490e1eb1a68912080f004a45defd2b8194f9c",
+    ),),
+    notes="Offline copy: frames/big_buck_bunny/, 238 frames at 4 fps, 256 px high (see its README). "
+          "Without it, helpers.data.frames decodes the video once into the user cache.",
+))
