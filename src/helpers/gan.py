@@ -303,6 +303,10 @@ class TranslationReport:
         mask = ~np.eye(len(self.domains), dtype=bool)
         return float(matrix[mask].mean())
 
+    def accuracy_into(self, target: int) -> float:
+        """Target accuracy of translations into ``target`` from every other domain."""
+        return float(np.delete(self.target_accuracy[:, target], target).mean())
+
     def summary(self) -> dict[str, float]:
         """Headline numbers: means over every source != target pair (KID: over targets)."""
         return {
