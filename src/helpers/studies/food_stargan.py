@@ -249,7 +249,9 @@ def build_networks(cfg: FoodStarGAN, seed: int = 0) -> tuple[Generator, Discrimi
 
 def checkpoint_path(cfg: FoodStarGAN, images: torch.Tensor, labels: torch.Tensor, seed: int) -> Path:
     """Where a run's checkpoint lives: keyed by the sizes, the seed and the exact training images."""
-    key = key_of(kind="stargan", cfg=asdict(cfg), seed=seed, images=images_hash(images),
+    sizes = {k: getattr(cfg, k) for k in ("domains", "image_size", "batch_size", "g_width", "g_res_blocks", "d_width",
+                                          "d_layers", "iterations", "n_critic", "lr")}
+    key = key_of(kind="stargan", sizes=sizes, seed=seed, images=images_hash(images),
                  labels=hashlib.sha256(labels.numpy().tobytes()).hexdigest()[:16])
     return artifact_dir(CACHE_KIND) / f"stargan-{key}.pt"
 
@@ -318,14 +320,21 @@ def _show(ax: plt.Axes, image: torch.Tensor) -> None:
     ax.set_yticks([])
 
 
+def _show_row(axes: np.ndarray, images: torch.Tensor) -> None:
+    for col, ax in enumerate(axes):
+        if col < len(images):
+            _show(ax, images[col])
+        else:
+            ax.axis("off")
+
+
 def plot_examples(images: torch.Tensor, labels: torch.Tensor, domains: tuple[str, ...], per_domain: int = 6) -> plt.Figure:
     """A row of photos per dish."""
     fig, axes = plt.subplots(len(domains), per_domain, figsize=(1.1 * per_domain, 1.15 * len(domains)), dpi=80,
                              squeeze=False)
     for row, name in enumerate(domains):
         members = torch.nonzero(labels == row).flatten()[:per_domain]
-        for col, ax in enumerate(axes[row]):
-            _show(ax, images[members[col]]) if col < len(members) else ax.axis("off")
+        _show_row(axes[row], images[members])
         axes[row, 0].set_ylabel(name.replace("_", " "), fontsize=8)
     fig.tight_layout()
     return fig
@@ -336,9 +345,7 @@ def plot_clusters(images: torch.Tensor, result: Cleaning, per_cluster: int = 8) 
     k = len(result.sizes)
     fig, axes = plt.subplots(k, per_cluster, figsize=(1.0 * per_cluster, 1.05 * k), dpi=80, squeeze=False)
     for c in range(k):
-        members = np.flatnonzero(result.assignments == c)[:per_cluster]
-        for col, ax in enumerate(axes[c]):
-            _show(ax, images[members[col]]) if col < len(members) else ax.axis("off")
+        _show_row(axes[c], images[np.flatnonzero(result.assignments == c)[:per_cluster]])
         mark = " REMOVED" if c == result.removed else ""
         axes[c, 0].set_ylabel(f"{c}: n={result.sizes[c]}\nd={result.distance_from_rest[c]:.2f}{mark}", fontsize=7,
                               color="crimson" if mark else "black")
