@@ -247,3 +247,40 @@ def test_warmup_cosine_schedule():
     values = [factor(e) for e in range(5)]
     assert values[0] == 0.5 and values[1] == 1.0 and values == sorted(values[:2]) + sorted(values[2:], reverse=True)
     assert values[-1] > 0
+
+
+def test_the_page_is_built_from_the_committed_records_and_the_runs(env):
+    from helpers.backbones import page
+
+    root = env / "checkout"
+    (root / "book").mkdir(parents=True)
+    (root / "results").mkdir()
+    empty = page.write_page(root).read_text()
+    assert empty.startswith("# Backbones used in this book") and "No stand-in has been trained" in empty
+    assert "not run yet" in empty and "instead of 68.9 M parameters" in empty
+
+    _, record = backbones.load("wide_resnet50_2")  # offline: trains and records the resnet18 stand-in
+    (root / "results" / "backbones").mkdir()
+    (env / "results" / "backbones" / "resnet18.cpu.json").rename(root / "results" / "backbones" / "resnet18.cpu.json")
+    (root / "results" / "backbones" / "vgg16_bn.smoke.json").write_text("{}")  # smoke records are ignored
+    (root / "results" / "03.cpu.json").write_text(json.dumps(
+        {"chapter": "03", "profile": "cpu", "provenance": {"backbone": record.as_dict()}}))
+    text = page.write_page(root).read_text()
+    stored = json.loads((root / "results" / "backbones" / "resnet18.cpu.json").read_text())
+    assert "| 03 | `wide_resnet50_2` |" in text and "standin (resnet18), cpu" in text
+    assert f"{100 * stored['probe']['random']:.1f} %" in text and f"{100 * stored['val_acc']:.1f} %" in text
+    assert ("yes" if stored["beats_random_probe"] else "**no**") in text and "vgg16_bn" not in text.split("### How")[1]
+    assert "Chance is 10 %" in text and "1,281,167" in text and "/work/" not in text
+
+    (root / "results" / "backbones" / "bad.cpu.json").write_text(json.dumps({"arch": "x"}))
+    with pytest.raises(ValueError, match="bad.cpu.json"):
+        page.write_page(root)
+
+
+def test_concurrent_first_loads_train_the_standin_once(env, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    builds = count_builds(monkeypatch)
+    with ThreadPoolExecutor(2) as pool:
+        (a, _), (b, _) = pool.map(lambda name: backbones.load(name, "standin"), ["resnet18", "wide_resnet50_2"])
+    assert builds == ["resnet18"] and same_weights(a, b)

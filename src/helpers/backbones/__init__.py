@@ -20,9 +20,15 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 import torch
 from torch import nn
@@ -125,6 +131,20 @@ def write_training_record(record: dict[str, Any], directory: Path | None = None)
     return _write_json(record, (directory or results_dir() / RECORDS_FOLDER) / record_filename(record))
 
 
+@contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_file`` (POSIX; elsewhere no lock) while building."""
+    if fcntl is None:
+        yield
+        return
+    with lock_file.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _load_standin(name: str, profile: str, seed: int) -> tuple[nn.Module, dict[str, Any], bool]:
     """``(model, training record, was_cached)`` of ``name``'s stand-in, built and cached on first use."""
     arch = STANDIN_ARCH[name]
@@ -132,8 +152,9 @@ def _load_standin(name: str, profile: str, seed: int) -> tuple[nn.Module, dict[s
     stem = _standin_file(arch, profile, seed)
     folder = cache.artifact_dir(CACHE_KIND)
     checkpoint = cache.Checkpointer(folder / f"{stem}.checkpoint.pt")
-    payload, was_cached = cache.load_or_build(
-        CACHE_KIND, stem, lambda: standin.build(arch, recipe, profile, seed, checkpoint))
+    with _exclusive(folder / f"{stem}.lock"):  # a second process waits, then finds the stand-in cached
+        payload, was_cached = cache.load_or_build(
+            CACHE_KIND, stem, lambda: standin.build(arch, recipe, profile, seed, checkpoint))
     record = payload["record"]
     if not was_cached:
         checkpoint.clear()

@@ -269,7 +269,7 @@ def build(arch: str, recipe: Recipe, profile: str, seed: int = 0, checkpoint: Ch
     random numbers afterwards as one that found it cached.
     """
     run = results.start(f"backbone-{arch}", profile, seed)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng():
         torch.manual_seed(seed)
         train_loader, plain_train, val_loader, data = _loaders(recipe, seed)
         run.add_data("imagenette", data["source"], train=data["train_images"], val=data["val_images"])
