@@ -25,6 +25,17 @@ def test_scan_lists_sorted_classes_and_skips_corrupt_files(tmp_path):
     assert len(images.subset([0, 5])) == 2
 
 
+def test_scan_restricted_to_chosen_classes_in_the_given_order(tmp_path):
+    images = scan_image_folder(make_folder(tmp_path / "set"), classes=["dogs"])
+    assert images.classes == ("dogs",) and set(images.labels) == {0} and len(images) == 3
+    swapped = scan_image_folder(tmp_path / "set", classes=["dogs", "cats"])
+    assert swapped.class_counts() == {"dogs": 3, "cats": 3} and swapped.paths[0].parent.name == "dogs"
+    with pytest.raises(ValueError, match="missing: \\['birds'\\]"):
+        scan_image_folder(tmp_path / "set", classes=["cats", "birds"])
+    with pytest.raises(ValueError, match="distinct"):
+        scan_image_folder(tmp_path / "set", classes=["cats", "cats"])
+
+
 def test_empty_or_thin_folders_are_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no class sub-folders"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -83,14 +83,23 @@ def _readable(path: Path) -> str | None:
 
 
 def scan_image_folder(root: Path, *, min_per_class: int = 1, check: bool = True,
-                      transform: Callable | None = None) -> ImageFolderSet:
-    """Every image under ``root/<class>/`` (sorted), checking that each decodes when ``check``."""
+                      transform: Callable | None = None, classes: Sequence[str] | None = None) -> ImageFolderSet:
+    """Every image under ``root/<class>/`` (sorted), checking that each decodes when ``check``.
+
+    ``classes`` restricts the scan to those class folders, labelled in the order given.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
+    found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not found:
         raise ValueError(f"{root} has no class sub-folders (expected root/<class>/<image>)")
+    if classes is not None:
+        missing = [c for c in classes if c not in found]
+        if missing or not classes or len(set(classes)) != len(classes):
+            raise ValueError(f"classes {list(classes)} must be distinct class folders of {root.name}; "
+                             f"missing: {missing}; it has: {', '.join(found)}")
+    classes = list(classes) if classes is not None else found
     paths, labels, skipped = [], [], []
     for label, name in enumerate(classes):
         files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

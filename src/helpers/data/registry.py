@@ -188,3 +188,17 @@ register(DatasetSpec(
     notes="Offline copy: frames/big_buck_bunny/, 238 frames at 4 fps, 256 px high (see its README). "
           "Without it, helpers.data.frames decodes the video once into the user cache.",
 ))
+
+register(DatasetSpec(
+    name="food",
+    title="Food-101: 101 food categories, 1,000 photos each (Bossard, Guillaumin, Van Gool 2014)",
+    homepage="https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/",
+    licence="research use; the photos belong to their Foodspotting owners (see the archive's license_agreement.txt)",
+    archive_root="food-101",
+    files=(RemoteFile(
+        "food-101.tar.gz", ("http://data.vision.ee.ethz.ch/cvl/food-101.tar.gz",),
+        md5="85eeb15f3717b99a5da872d97d918f87",  # the publisher gives none; this is torchvision's (datasets.Food101)
+        archive=True,
+    ),),
+    notes="Offline copy food101_10: 10 classes, 120 train + 40 test each, short side 128 px (see its README).",
+))
