@@ -69,7 +69,7 @@ def test_generated_pages_are_current(tmp_path):
         (tmp_path / name).symlink_to(ROOT / name)
     (tmp_path / "book").mkdir()
     write_pages(tmp_path)
-    for page in ("scoreboard.md", "status.md"):
+    for page in ("scoreboard.md", "status.md", "backbones.md"):
         assert (tmp_path / "book" / page).read_text() == (ROOT / "book" / page).read_text(), (
             f"book/{page} is stale: run `make scoreboard`")
 

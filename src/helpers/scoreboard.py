@@ -2,7 +2,8 @@
 
 ``python -m helpers scoreboard`` writes ``book/scoreboard.md`` (every claim of the studies:
 paper value, our value, profile, verdict and why) and ``book/status.md`` (which profile each
-chapter ran, where, how long). Both pages say they are generated; edit the chapters instead.
+chapter ran, where, how long), and calls ``helpers.backbones.page`` for ``book/backbones.md``
+(the stand-in backbones' training records). The pages say they are generated; edit the chapters instead.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
+from helpers.backbones.page import write_page as write_backbones_page
 from helpers.results import VERDICTS, load_all
 
 PROFILE_RANK = {"gpu": 2, "cpu": 1, "smoke": 0}
@@ -158,7 +160,7 @@ def render_status(records: list[dict], titles: dict[str, str], shown: dict[str, 
 
 
 def write_pages(root: Path) -> list[Path]:
-    """Regenerate ``book/scoreboard.md`` and ``book/status.md`` under the checkout ``root``."""
+    """Regenerate ``book/scoreboard.md``, ``book/status.md`` and ``book/backbones.md`` under the checkout ``root``."""
     records = [r for r in load_all(root / "results") if r["profile"] != "smoke"]  # smoke runs are CI's, not the book's
     notebooks = chapter_notebooks(root / "chapters")
     titles = {cid: chapter_title(nb) for cid, nb in notebooks.items()}
@@ -169,4 +171,4 @@ def write_pages(root: Path) -> list[Path]:
     }
     for path, text in pages.items():
         path.write_text(text, encoding="utf-8")
-    return list(pages)
+    return [*pages, write_backbones_page(root)]

@@ -1,0 +1,242 @@
+"""Pretrained backbones without a download: ImageNet weights where possible, else a stand-in.
+
+``model, record = backbones.load(name, weights="auto", profile="cpu")`` returns the torchvision
+model (full classifier, eval mode, on the CPU, frozen unless ``trainable``) and a
+``BackboneRecord`` saying which weights it got:
+
+- ``"imagenet"``: torchvision's ImageNet weights (torch hub cache, or downloaded once);
+- ``"standin"``: the same architecture or a named substitute (``STANDIN_ARCH``), trained by the
+  book on imagenette and cached in the user cache (built on first use);
+- ``"random"``: a seeded random initialisation;
+- ``"auto"``: ImageNet weights if cached or downloadable, else the stand-in; at the ``smoke``
+  profile always ``"random"``, so CI never depends on a cache that a fresh machine lacks.
+
+Every stand-in's training record is stored next to its cached weights and in
+``results/backbones/<arch>.<profile>.json``, from which ``book/backbones.md`` is generated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
+import torch
+from torch import nn
+
+from helpers import cache, profiles
+from helpers.backbones import imagenet, standin
+from helpers.backbones.imagenet import BackboneUnavailable
+from helpers.backbones.standin import IMAGENET_MEAN, IMAGENET_STD
+from helpers.results import results_dir
+
+NAMES = ("vgg16", "wide_resnet50_2", "resnet18")
+WEIGHTS = ("auto", "imagenet", "standin", "random")
+# The stand-in trained for each name: VGG16 needs batch norm to train from scratch in the CPU budget,
+# and wide_resnet50_2 (69 M parameters) is replaced by the 7x cheaper resnet18.
+STANDIN_ARCH = {"vgg16": "vgg16_bn", "wide_resnet50_2": "resnet18", "resnet18": "resnet18"}
+CACHE_KIND = "backbones"
+RECORDS_FOLDER = "backbones"  # under results/
+
+__all__ = [
+    "IMAGENET_MEAN", "IMAGENET_STD", "NAMES", "STANDIN_ARCH", "WEIGHTS", "BackboneRecord", "BackboneUnavailable",
+    "choose", "load", "pretrain", "resnet_channels", "vgg_pool_indices", "write_training_record",
+]
+
+
+@dataclass(frozen=True)
+class BackboneRecord:
+    """Which weights a backbone got, and why: for the chapter to print and its provenance to keep."""
+
+    name: str  # the network asked for
+    arch: str  # the network built (the stand-in's may differ: vgg16_bn, resnet18)
+    weights: str  # "imagenet", "standin" or "random"
+    label: str  # one readable line
+    val_acc: float | None  # the stand-in's imagenette val accuracy; None otherwise
+    num_classes: int  # outputs of the classifier (1000 ImageNet classes, 10 imagenette classes)
+    reason: str  # why these weights (what "auto" found)
+    training: dict[str, Any] | None = None  # the stand-in's training summary
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain dict for ``run.note(backbone=...)``."""
+        return asdict(self)
+
+
+def _check(name: str, weights: str) -> None:
+    if name not in NAMES:
+        raise ValueError(f"unknown backbone {name!r}; backbones are: {', '.join(NAMES)}")
+    if weights not in WEIGHTS:
+        raise ValueError(f"unknown weights {weights!r}; choose one of: {', '.join(WEIGHTS)}")
+
+
+def choose(name: str, weights: str = "auto", profile: str = "cpu") -> tuple[str, str]:
+    """``(weights, reason)``: what ``load`` will use for ``name`` (resolves ``"auto"`` without loading)."""
+    _check(name, weights)
+    if weights != "auto":
+        return weights, f"weights={weights!r} was asked for"
+    if profiles.get(profile).name == "smoke":
+        return "random", "smoke profile: random weights, so CI never depends on a cache a fresh machine lacks"
+    if imagenet.cached(name):
+        return "imagenet", "ImageNet weights found in the torch hub cache"
+    reachable, why = imagenet.downloadable(name)
+    if reachable:
+        return "imagenet", "ImageNet weights downloadable"
+    return "standin", f"no ImageNet weights: not in the torch hub cache, and not downloadable ({why})"
+
+
+def _standin_file(arch: str, profile: str, seed: int) -> str:
+    key = cache.key_of(arch=arch, seed=seed, version=standin.RECIPE_VERSION, **asdict(standin.recipe(arch, profile)))
+    return f"{arch}-{profile}-{key}"
+
+
+def training_summary(record: dict[str, Any]) -> dict[str, Any]:
+    """The few facts of a training record that a chapter's provenance keeps."""
+    return {
+        "record_file": f"results/{RECORDS_FOLDER}/{record_filename(record)}",
+        "data": f"imagenette, {record['data']['train_images']} train / {record['data']['val_images']} val images",
+        "input_size": record["input_size"], "epochs": record["epochs"], "val_acc": record["val_acc"],
+        "probe_standin": record["probe"]["standin"], "probe_random": record["probe"]["random"],
+        "wall_s": record["wall_s"], "date": record["date"],
+    }
+
+
+def record_filename(record: dict[str, Any]) -> str:
+    """``<arch>.<profile>.json`` (``.seed<k>`` before ``.json`` for a seed other than 0)."""
+    seed = f".seed{record['seed']}" if record["seed"] else ""
+    return f"{record['arch']}.{record['profile']}{seed}.json"
+
+
+def _write_json(record: dict[str, Any], path: Path) -> Path:
+    """Write ``record`` as JSON atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(record, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def write_training_record(record: dict[str, Any], directory: Path | None = None) -> Path:
+    """Write a stand-in's training record to ``results/backbones/`` (the book's page is built from there)."""
+    return _write_json(record, (directory or results_dir() / RECORDS_FOLDER) / record_filename(record))
+
+
+@contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_file`` (POSIX; elsewhere no lock) while building."""
+    if fcntl is None:
+        yield
+        return
+    with lock_file.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _load_standin(name: str, profile: str, seed: int) -> tuple[nn.Module, dict[str, Any], bool]:
+    """``(model, training record, was_cached)`` of ``name``'s stand-in, built and cached on first use."""
+    arch = STANDIN_ARCH[name]
+    recipe = standin.recipe(arch, profile)
+    stem = _standin_file(arch, profile, seed)
+    folder = cache.artifact_dir(CACHE_KIND)
+    checkpoint = cache.Checkpointer(folder / f"{stem}.checkpoint.pt")
+    with _exclusive(folder / f"{stem}.lock"):  # a second process waits, then finds the stand-in cached
+        payload, was_cached = cache.load_or_build(
+            CACHE_KIND, stem, lambda: standin.build(arch, recipe, profile, seed, checkpoint))
+    record = payload["record"]
+    if not was_cached:
+        checkpoint.clear()
+        if profile != "smoke":  # smoke stand-ins are throw-away: the book reports cpu and gpu ones
+            write_training_record(record)
+    if not was_cached or not (folder / f"{stem}.json").is_file():
+        _write_json(record, folder / f"{stem}.json")
+    return standin.assemble(arch, payload["state_dict"], record["num_classes"]), record, was_cached
+
+
+def _standin_label(name: str, record: dict[str, Any]) -> str:
+    arch = record["arch"]
+    what = arch if arch == name else f"{arch} (standing in for {name})"
+    return (f"{name}: stand-in {what} trained by this book on imagenette ({record['data']['train_images']} images, "
+            f"{record['num_classes']} classes, {record['input_size']} px, {record['epochs']} epoch"
+            f"{'s' if record['epochs'] != 1 else ''}; "
+            f"val acc {record['val_acc']:.2f}), not ImageNet weights")
+
+
+def load(name: str, weights: str = "auto", profile: str = "cpu", trainable: bool = False, seed: int = 0,
+         ) -> tuple[nn.Module, BackboneRecord]:
+    """``(model, record)``: torchvision's ``name`` with the weights asked for (see the module docstring)."""
+    chosen, reason = choose(name, weights, profile)
+    model = record = None
+    if chosen == "imagenet":
+        try:
+            state = imagenet.state_dict(name)
+        except BackboneUnavailable as err:
+            if weights != "auto":
+                raise
+            chosen, reason = "standin", f"ImageNet weights could not be fetched ({str(err).splitlines()[0]})"
+        else:
+            model = standin.empty_arch(name, 1000)
+            model.load_state_dict(state, assign=True)
+            record = BackboneRecord(
+                name, name, "imagenet",
+                f"{name}: torchvision ImageNet weights ({imagenet.WEIGHTS_ENUM[name]}; 1.28 M images, 1000 classes)",
+                None, 1000, reason)
+    if chosen == "standin":
+        model, training, _ = _load_standin(name, profile, seed)
+        record = BackboneRecord(name, training["arch"], "standin", _standin_label(name, training),
+                                training["val_acc"], training["num_classes"], reason, training_summary(training))
+    if chosen == "random":
+        model = standin.build_arch(name, 1000, seed)
+        record = BackboneRecord(name, name, "random", f"{name}: seeded random initialisation (seed {seed}), no pretraining",
+                                None, 1000, reason)
+    if weights == "auto" and record.weights != "imagenet":
+        record = BackboneRecord(**{**asdict(record), "label": f"{record.label} [auto: {reason}]"})
+    model = model.to("cpu").eval()
+    model.requires_grad_(trainable)
+    return model, record
+
+
+def pretrain(name: str, profile: str = "cpu", seed: int = 0) -> tuple[BackboneRecord, bool]:
+    """Build ``name``'s stand-in if it is not cached (a no-op otherwise); ``(record, was_cached)``.
+
+    The training record is (re)written to ``results/backbones/`` either way, so a checkout can
+    commit the record of the weights its chapters will use.
+    """
+    _check(name, "standin")
+    _, training, was_cached = _load_standin(name, profile, seed)
+    if profile != "smoke":
+        write_training_record(training)
+    record = BackboneRecord(name, training["arch"], "standin", _standin_label(name, training), training["val_acc"],
+                            training["num_classes"], "pretrain", training_summary(training))
+    return record, was_cached
+
+
+def vgg_pool_indices(features: nn.Sequential) -> list[int]:
+    """Indices of the MaxPool2d layers in a VGG's ``.features`` (the ends of its five conv blocks)."""
+    found = [i for i, layer in enumerate(features) if isinstance(layer, nn.MaxPool2d)]
+    if not found:
+        raise ValueError("no MaxPool2d layer found: pass a torchvision VGG's .features")
+    return found
+
+
+def resnet_channels(model: nn.Module) -> dict[str, int]:
+    """Output channels of a torchvision ResNet's ``layer1`` ... ``layer4`` (they differ between architectures)."""
+    channels = {}
+    for layer in ("layer1", "layer2", "layer3", "layer4"):
+        if not hasattr(model, layer):
+            raise ValueError(f"{type(model).__name__} has no {layer}: pass a torchvision ResNet")
+        norms = [m for m in getattr(model, layer).modules() if isinstance(m, nn.BatchNorm2d)]
+        channels[layer] = norms[-1].num_features
+    return channels
