@@ -9,7 +9,9 @@ from helpers.studies import jpeg_robustness as jr
 
 
 def test_every_profile_has_settings_and_unknown_ones_fail():
-    assert jr.config("cpu").classify.image_size == 48
+    cpu = jr.config("cpu").classify
+    assert cpu.image_size < cpu.store_size < cpu.compress_size  # JPEG happens before the shrink to store_size
+    assert jr.config("gpu").classify.compress_size is None
     assert jr.config("gpu").classify.epochs == 35 and not jr.config("gpu").classify.equal_updates
     with pytest.raises(ProfileError):
         jr.config("laptop")
@@ -41,6 +43,21 @@ def test_mixes_make_the_copies_they_name():
     once = np.asarray(jr.MIXES["orig+2 once"].copy_of(image))
     assert not np.array_equal(twice, once)
     assert jr.MIXES["orig+random"].copy_of(image, 5).size == image.size
+
+
+def test_shrink_resizes_the_short_side_only_when_asked():
+    image = Image.new("RGB", (80, 40))
+    assert jr.shrink(image, None) is image
+    assert jr.shrink(image, 20).size == (40, 20)
+
+
+def test_seeded_pick_is_seeded_sorted_and_checked():
+    a = jr.seeded_pick(50, 10, seed=3)
+    assert np.array_equal(a, jr.seeded_pick(50, 10, seed=3)) and np.all(np.diff(a) > 0)
+    assert not np.array_equal(a, jr.seeded_pick(50, 10, seed=4))
+    assert np.array_equal(jr.seeded_pick(5, None, 0), np.arange(5))
+    with pytest.raises(ValueError, match="cannot pick"):
+        jr.seeded_pick(5, 6, 0)
 
 
 def test_square_crops_any_aspect_ratio():

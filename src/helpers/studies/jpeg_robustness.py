@@ -47,7 +47,8 @@ class ClassifyConfig:
     val_per_class: int | None
     full: bool  # the official imagenette2-160 download instead of the offline copy
     image_size: int  # network input (random crop for training, centre crop for testing)
-    store_size: int  # images are JPEG-compressed at their own size, then resized to this square
+    compress_size: int | None  # short side images are resized to before JPEG (None: their own size)
+    store_size: int  # after JPEG, images are resized to this square
     epochs: int
     batch_size: int
     lr: float
@@ -64,6 +65,7 @@ class CaptionConfig:
     karpathy: bool  # Karpathy's split of full COCO (gpu) or the offline coco-mini train/val
     train_images: int | None
     test_images: int | None
+    compress_size: int | None  # short side COCO images are resized to before JPEG (None: their own size)
     image_size: int
     grid: int  # encoder feature map pooled to grid x grid regions
     min_count: int  # vocabulary: words seen at least this often in the training captions
@@ -95,33 +97,33 @@ class StudyConfig:
 
 CONFIGS = {
     "smoke": StudyConfig(
-        ClassifyConfig(train_per_class=8, val_per_class=3, full=False, image_size=32, store_size=36, epochs=1,
-                       batch_size=16, lr=0.05, weight_decay=5e-4, equal_updates=True, random_quality=(2, 90),
-                       bootstrap=200),
-        CaptionConfig(karpathy=False, train_images=10, test_images=4, image_size=64, grid=2, min_count=2,
-                      max_words=12, captions_per_image=5, embed_dim=32, hidden_dim=64, attention_dim=32,
+        ClassifyConfig(train_per_class=8, val_per_class=3, full=False, compress_size=64, image_size=32,
+                       store_size=36, epochs=1, batch_size=16, lr=0.05, weight_decay=5e-4, equal_updates=True,
+                       random_quality=(2, 90), bootstrap=200),
+        CaptionConfig(karpathy=False, train_images=10, test_images=4, compress_size=160, image_size=64, grid=2,
+                      min_count=2, max_words=12, captions_per_image=5, embed_dim=32, hidden_dim=64, attention_dim=32,
                       stage1_epochs=2, stage2_epochs=1, batch_images=6, decoder_lr=2e-3, encoder_lr=1e-4,
                       fine_tune_from=3, alpha_c=1.0, beam=2, seeds=2, mix_qualities=(2,)),
-        table_images=4,
+        table_images=2,
     ),
     "cpu": StudyConfig(
-        ClassifyConfig(train_per_class=None, val_per_class=None, full=False, image_size=48, store_size=54,
-                       epochs=6, batch_size=64, lr=0.1, weight_decay=5e-4, equal_updates=True,
+        ClassifyConfig(train_per_class=None, val_per_class=None, full=False, compress_size=64, image_size=32,
+                       store_size=36, epochs=8, batch_size=32, lr=0.05, weight_decay=5e-4, equal_updates=True,
                        random_quality=(2, 90), bootstrap=1000),
-        CaptionConfig(karpathy=False, train_images=None, test_images=None, image_size=96, grid=3, min_count=2,
-                      max_words=14, captions_per_image=5, embed_dim=128, hidden_dim=256, attention_dim=128,
-                      stage1_epochs=30, stage2_epochs=1, batch_images=16, decoder_lr=2e-3, encoder_lr=1e-4,
-                      fine_tune_from=3, alpha_c=1.0, beam=3, seeds=3, mix_qualities=(7, 2)),
-        table_images=None,
+        CaptionConfig(karpathy=False, train_images=None, test_images=None, compress_size=240, image_size=96, grid=3,
+                      min_count=2, max_words=14, captions_per_image=5, embed_dim=128, hidden_dim=256,
+                      attention_dim=128, stage1_epochs=25, stage2_epochs=1, batch_images=16, decoder_lr=2e-3,
+                      encoder_lr=1e-4, fine_tune_from=3, alpha_c=1.0, beam=3, seeds=3, mix_qualities=(2,)),
+        table_images=30,
     ),
     "gpu": StudyConfig(
-        ClassifyConfig(train_per_class=None, val_per_class=None, full=True, image_size=128, store_size=146,
-                       epochs=35, batch_size=128, lr=0.1, weight_decay=1e-4, equal_updates=False,
+        ClassifyConfig(train_per_class=None, val_per_class=None, full=True, compress_size=None, image_size=128,
+                       store_size=146, epochs=35, batch_size=128, lr=0.1, weight_decay=1e-4, equal_updates=False,
                        random_quality=(2, 90), bootstrap=1000),
-        CaptionConfig(karpathy=True, train_images=None, test_images=None, image_size=256, grid=8, min_count=5,
-                      max_words=50, captions_per_image=5, embed_dim=512, hidden_dim=512, attention_dim=512,
-                      stage1_epochs=20, stage2_epochs=6, batch_images=32, decoder_lr=4e-4, encoder_lr=1e-4,
-                      fine_tune_from=2, alpha_c=1.0, beam=3, seeds=3, mix_qualities=(22, 10, 7, 2)),
+        CaptionConfig(karpathy=True, train_images=None, test_images=None, compress_size=None, image_size=256,
+                      grid=8, min_count=5, max_words=50, captions_per_image=5, embed_dim=512, hidden_dim=512,
+                      attention_dim=512, stage1_epochs=20, stage2_epochs=6, batch_images=32, decoder_lr=4e-4,
+                      encoder_lr=1e-4, fine_tune_from=2, alpha_c=1.0, beam=3, seeds=3, mix_qualities=(22, 10, 7, 2)),
         table_images=None,
     ),
 }
@@ -164,6 +166,11 @@ EXTRA_MIXES = {
 MIXES = {**PAPER_MIXES, **EXTRA_MIXES}
 
 
+def shrink(image: Image.Image, size: int | None) -> Image.Image:
+    """``image`` with its short side resized to ``size`` (unchanged when ``size`` is None)."""
+    return image if size is None else TF.resize(image, size, antialias=True)
+
+
 def square(image: Image.Image, size: int) -> torch.Tensor:
     """``image`` resized (short side) and centre-cropped to ``size`` x ``size``, as a uint8 (3, H, W) tensor."""
     image = TF.center_crop(TF.resize(image, size, antialias=True), [size, size])
@@ -193,7 +200,7 @@ def per_class_subset(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray
 class ClassificationData:
     """Imagenette at every JPEG condition, as uint8 tensors, plus the sources for on-the-fly copies."""
 
-    sources: list[Image.Image]  # training images as shipped (for the random-quality copies)
+    sources: list[Image.Image]  # training images as shipped, at compress_size (for the random-quality copies)
     train: torch.Tensor  # (N, 3, S, S) originals at store_size
     labels: torch.Tensor
     copies: dict[str, torch.Tensor]  # mix name -> its fixed copies, (N, 3, S, S)
@@ -209,10 +216,11 @@ def prepare_classification(cfg: ClassifyConfig, mixes: Sequence[Mix], seed: int 
     val_set, val_loc = load_imagenette("val", full=cfg.full)
     train_set = train_set.subset(per_class_subset(train_set.labels, cfg.train_per_class, seed))
     val_set = val_set.subset(per_class_subset(val_set.labels, cfg.val_per_class, seed))
-    sources = [train_set[i][0] for i in tqdm(range(len(train_set)), desc="read train")]
+    sources = [shrink(train_set[i][0], cfg.compress_size) for i in tqdm(range(len(train_set)), desc="read train")]
     copies = {m.name: torch.stack([square(m.copy_of(im), cfg.store_size) for im in tqdm(sources, desc=m.name)])
               for m in mixes if m.has_copies and not m.random}
-    test = _test_conditions([val_set[i][0] for i in range(len(val_set))], cfg.store_size, cfg.image_size)
+    test = _test_conditions([shrink(val_set[i][0], cfg.compress_size) for i in range(len(val_set))], cfg.store_size,
+                            cfg.image_size)
     return ClassificationData(
         sources, torch.stack([square(im, cfg.store_size) for im in sources]), torch.as_tensor(train_set.labels),
         copies, test, torch.as_tensor(val_set.labels), train_set.classes, {"train": train_loc, "val": val_loc})
@@ -359,6 +367,15 @@ class CaptionData:
     locations: dict[str, Location] = field(default_factory=dict)
 
 
+def seeded_pick(total: int, n: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of ``n`` of ``total`` items drawn with ``seed`` (all of them when ``n`` is None)."""
+    if n is None:
+        return np.arange(total)
+    if not 0 < n <= total:
+        raise ValueError(f"cannot pick {n} of {total} items")
+    return np.sort(np.random.default_rng(seed).choice(total, n, replace=False))
+
+
 def load_caption_sets(cfg: CaptionConfig, seed: int = 0) -> tuple[CaptionSet, CaptionSet, dict[str, Location]]:
     """Training and test caption sets of the profile (seeded slices of coco-mini, or Karpathy's split)."""
     if cfg.karpathy:
@@ -367,11 +384,8 @@ def load_caption_sets(cfg: CaptionConfig, seed: int = 0) -> tuple[CaptionSet, Ca
     else:
         train, train_loc = load_coco_captions("train")
         test, test_loc = load_coco_captions("val")
-    rng = np.random.default_rng(seed)
-    if cfg.train_images is not None:
-        train = train.subset(np.sort(rng.choice(len(train), cfg.train_images, replace=False)))
-    if cfg.test_images is not None:
-        test = test.subset(np.sort(rng.choice(len(test), cfg.test_images, replace=False)))
+    train = train.subset(seeded_pick(len(train), cfg.train_images, seed))
+    test = test.subset(seeded_pick(len(test), cfg.test_images, seed))
     return train, test, {"train": train_loc, "test": test_loc}
 
 
@@ -386,10 +400,11 @@ def prepare_captioning(cfg: CaptionConfig, seed: int = 0) -> CaptionData:
     for i, caps in enumerate(encoded):
         for k, ids in enumerate(caps):
             captions[i, k, :len(ids)] = torch.tensor(ids)
-    sources = [train_set.image(i) for i in tqdm(range(len(train_set)), desc="read COCO train")]
+    sources = [shrink(train_set.image(i), cfg.compress_size)
+               for i in tqdm(range(len(train_set)), desc="read COCO train")]
     copies = {q: torch.stack([square(compress_then_resave(im, q), cfg.image_size) for im in sources])
               for q in cfg.mix_qualities}
-    test_images = [test_set.image(i) for i in range(len(test_set))]
+    test_images = [shrink(test_set.image(i), cfg.compress_size) for i in range(len(test_set))]
     test = {}
     for condition in tqdm(CONDITIONS, desc="COCO test conditions"):
         q = None if condition == "uncompressed" else int(condition)
