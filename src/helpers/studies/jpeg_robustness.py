@@ -108,9 +108,9 @@ CONFIGS = {
     ),
     "cpu": StudyConfig(
         ClassifyConfig(train_per_class=None, val_per_class=None, full=False, compress_size=64, image_size=32,
-                       store_size=36, epochs=8, batch_size=32, lr=0.05, weight_decay=5e-4, equal_updates=True,
+                       store_size=36, epochs=10, batch_size=32, lr=0.05, weight_decay=5e-4, equal_updates=True,
                        random_quality=(2, 90), bootstrap=1000),
-        CaptionConfig(karpathy=False, train_images=None, test_images=None, compress_size=240, image_size=96, grid=3,
+        CaptionConfig(karpathy=False, train_images=None, test_images=40, compress_size=240, image_size=96, grid=3,
                       min_count=2, max_words=14, captions_per_image=5, embed_dim=128, hidden_dim=256,
                       attention_dim=128, stage1_epochs=25, stage2_epochs=1, batch_images=16, decoder_lr=2e-3,
                       encoder_lr=1e-4, fine_tune_from=3, alpha_c=1.0, beam=3, seeds=3, mix_qualities=(2,)),
