@@ -202,3 +202,34 @@ register(DatasetSpec(
     ),),
     notes="Offline copy food101_10: 10 classes, 120 train + 40 test each, short side 128 px (see its README).",
 ))
+
+# COCO publishes no checksums. The md5s of the three 2017 archives are the ones MLCommons' and
+# NVIDIA's public download scripts check (e.g. mlcommons/inference, the Mask R-CNN reference).
+# The md5 of Karpathy's caption_datasets.zip is the one the mlverse torchvision package checks.
+_COCO = "http://images.cocodataset.org/"
+register(DatasetSpec(
+    name="coco",
+    title="Microsoft COCO 2017: train/val images and caption annotations",
+    homepage="https://cocodataset.org/#download",
+    licence="annotations CC BY 4.0 (COCO Consortium); images under their Flickr licences and the COCO terms of use",
+    files=(
+        RemoteFile("annotations_trainval2017.zip", (_COCO + "annotations/annotations_trainval2017.zip",),
+                   md5="f4bbac642086de4f52a3fdda2de5fa2c", archive=True),
+        RemoteFile("val2017.zip", (_COCO + "zips/val2017.zip",), md5="442b8da7639aecaf257c1dceb8ba8c80", archive=True),
+        RemoteFile("train2017.zip", (_COCO + "zips/train2017.zip",), md5="cced6f7f71b7629ddf16f17bbcfab6b2",
+                   archive=True),
+    ),
+    notes="About 19 GB. Offline copy: coco-mini (80 train + 79 val images, same layout; see its README).",
+))
+
+register(DatasetSpec(
+    name="coco-karpathy",
+    title="Karpathy and Fei-Fei's train/val/test split of COCO (dataset_coco.json)",
+    homepage="https://cs.stanford.edu/people/karpathy/deepimagesent/",
+    licence="split file distributed by the authors with the paper's code; captions are COCO's (CC BY 4.0)",
+    files=(RemoteFile(
+        "caption_datasets.zip", ("https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip",),
+        md5="4fa8c08369d22fe16e41dc124bd1adc2", archive=True,
+    ),),
+    notes="Holds dataset_coco.json (and the Flickr8k/30k splits); 113,287 train (with restval) / 5,000 val / 5,000 test.",
+))

@@ -1,0 +1,127 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from helpers.profiles import ProfileError
+from helpers.studies import jpeg_robustness as jr
+
+
+def test_every_profile_has_settings_and_unknown_ones_fail():
+    cpu = jr.config("cpu").classify
+    assert cpu.image_size < cpu.store_size < cpu.compress_size  # JPEG happens before the shrink to store_size
+    assert jr.config("gpu").classify.compress_size is None
+    assert jr.config("gpu").classify.epochs == 35 and not jr.config("gpu").classify.equal_updates
+    with pytest.raises(ProfileError):
+        jr.config("laptop")
+
+
+def test_conditions_match_the_paper_columns():
+    columns = list(jr.paper_table("004_table2_top1", ["imagenet_train"]).columns)
+    assert columns == list(jr.CONDITIONS)
+    sd = jr.paper_sd_table("004_table1_psnr_ssim", ["metric"])
+    assert sd.loc["PSNR [dB]", "80"] == pytest.approx(3.08)
+
+
+def test_per_class_subset_is_seeded_and_balanced():
+    labels = np.repeat(np.arange(3), 10)
+    a, b = jr.per_class_subset(labels, 4, seed=1), jr.per_class_subset(labels, 4, seed=1)
+    assert np.array_equal(a, b) and np.bincount(labels[a]).tolist() == [4, 4, 4]
+    assert not np.array_equal(a, jr.per_class_subset(labels, 4, seed=2))
+    assert len(jr.per_class_subset(labels, None, 0)) == 30
+    with pytest.raises(ValueError, match="fewer"):
+        jr.per_class_subset(labels, 11, 0)
+
+
+def test_mixes_make_the_copies_they_name():
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    assert not jr.MIXES["orig"].has_copies
+    with pytest.raises(ValueError, match="adds no copies"):
+        jr.MIXES["orig"].copy_of(image)
+    twice = np.asarray(jr.MIXES["orig+2"].copy_of(image))
+    once = np.asarray(jr.MIXES["orig+2 once"].copy_of(image))
+    assert not np.array_equal(twice, once)
+    assert jr.MIXES["orig+random"].copy_of(image, 5).size == image.size
+
+
+def test_shrink_resizes_the_short_side_only_when_asked():
+    image = Image.new("RGB", (80, 40))
+    assert jr.shrink(image, None) is image
+    assert jr.shrink(image, 20).size == (40, 20)
+
+
+def test_seeded_pick_is_seeded_sorted_and_checked():
+    a = jr.seeded_pick(50, 10, seed=3)
+    assert np.array_equal(a, jr.seeded_pick(50, 10, seed=3)) and np.all(np.diff(a) > 0)
+    assert not np.array_equal(a, jr.seeded_pick(50, 10, seed=4))
+    assert np.array_equal(jr.seeded_pick(5, None, 0), np.arange(5))
+    with pytest.raises(ValueError, match="cannot pick"):
+        jr.seeded_pick(5, 6, 0)
+
+
+def test_square_crops_any_aspect_ratio():
+    out = jr.square(Image.new("RGB", (40, 20), (10, 20, 30)), 8)
+    assert out.shape == (3, 8, 8) and out.dtype == torch.uint8 and int(out[2, 0, 0]) == 30
+
+
+def fake_correct():
+    rng = np.random.default_rng(0)
+    n = 200
+    correct = {}
+    for mix, p_low in (("orig", 0.1), ("orig+22", 0.3), ("orig+10", 0.4), ("orig+7", 0.5), ("orig+2", 0.7)):
+        correct[mix] = {c: rng.random(n) < (0.8 if c not in ("3", "2") else p_low) for c in jr.CONDITIONS}
+    return correct
+
+
+def test_accuracy_table_and_paired_gain():
+    correct = fake_correct()
+    resamples = jr.bootstrap_indices(200, 300)
+    table = jr.accuracy_table(correct, resamples)
+    row = table.loc[("orig", "2")]
+    assert row["low"] <= row["top1"] <= row["high"] and row["norm"] < 0.3
+    assert table.loc[("orig", "uncompressed"), "norm"] == pytest.approx(1.0)
+    gain, low, high = jr.paired_gain(correct, "orig+2", "orig", "2", resamples)
+    assert low > 0 and low <= gain <= high
+
+
+def test_claims_are_computed_from_the_measurements():
+    correct = fake_correct()
+    resamples = jr.bootstrap_indices(200, 300)
+    acc = jr.accuracy_table(correct, resamples)
+    runs = jr.caption_runs([7, 2])
+    bleu = jr.bleu_table({run: [{c: 20.0 + s - (10 if c == "2" and run == "baseline" else 0) for c in jr.CONDITIONS}
+                                for s in range(3)] for run in runs})
+    claims = {c.id: c for c in jr.headline_claims(acc, correct, resamples, bleu, [7, 2])}
+    assert claims["q2-gain"].verdict == "reproduced"
+    assert claims["lower-q-copies-better"].verdict == "reproduced"
+    assert claims["caption-baseline-drop"].verdict == "reproduced"
+    assert claims["encoder-vs-captioner-2"].verdict == "differs"  # all runs equal: encoder is not better
+    rows = jr.table2_claims(acc, ["orig", "orig+2"], 48)
+    assert all(c.verdict in ("reproduced", "differs") and len(c.ours) == 12 for c in rows)
+    t3 = jr.table3_claims(bleu, list(runs))
+    assert {c.verdict for c in t3} <= {"reproduced", "differs"} and len(t3) == 7
+
+
+def test_table3_is_not_comparable_when_the_captioner_did_not_learn():
+    runs = jr.caption_runs([2])
+    bleu = jr.bleu_table({run: [{c: 1.0 for c in jr.CONDITIONS}] * 2 for run in runs})
+    assert {c.verdict for c in jr.table3_claims(bleu, list(runs))} == {"not comparable"}
+
+
+def test_table1_claims_use_a_stated_tolerance():
+    ours = jr.paper_table("004_table1_psnr_ssim", ["metric"]).T
+    ours.index = [int(q) for q in ours.index]
+    ours = ours.rename(columns={"PSNR [dB]": "psnr_mean", "SSIM": "ssim_mean"})
+    assert {c.verdict for c in jr.table1_claims(ours, 5)} == {"reproduced"}
+    ours["psnr_mean"] += 2.0
+    assert jr.table1_claims(ours, 5)[0].verdict == "differs"
+
+
+def test_caption_runs_map_to_paper_rows():
+    runs = jr.caption_runs([7])
+    assert runs == {"baseline": ("orig", None), "encoder+7": ("orig+7", None), "captioner+7": ("orig", 7),
+                    "both+7": ("orig+7", 7)}
+    assert jr.paper_caption_row("captioner+7") == ("orig", "orig+7")
+    assert jr.word_overlap(["a", "dog"], ["A dog runs."]) == 1.0 and jr.word_overlap([], ["x"]) == 0.0
+    assert jr.low_quality_mean({"7": 1.0, "5": 2.0, "3": 3.0, "2": 4.0}) == 2.5

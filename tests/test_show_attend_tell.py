@@ -1,0 +1,89 @@
+import pytest
+import torch
+from torchvision.models import resnet18
+
+from helpers.models.show_attend_tell import AttentionDecoder, FeatureMapEncoder, beam_search, caption_loss
+
+V, P, D = 12, 4, 8
+
+
+def decoder(seed=0):
+    torch.manual_seed(seed)
+    return AttentionDecoder(V, feature_dim=D, embed_dim=6, hidden_dim=10, attention_dim=5, dropout=0.0).eval()
+
+
+def greedy(dec, features, start, end, max_len):
+    h, c = dec.init_state(features[None])
+    word, ids = torch.tensor([start]), []
+    for _ in range(max_len):
+        logits, h, c, _ = dec.step(features[None], word, h, c)
+        word = logits.argmax(1)
+        ids.append(int(word))
+        if ids[-1] == end:
+            break
+    return ids
+
+
+def test_encoder_gives_a_grid_of_region_features():
+    encoder = FeatureMapEncoder(resnet18(weights=None, num_classes=3), grid=2).eval()
+    out = encoder(torch.randn(2, 3, 64, 64))
+    assert out.shape == (2, 4, 512) and encoder.dim == 512
+    encoder.fine_tune(True, from_block=4)
+    trainable = {n.split(".")[1] for n, p in encoder.named_parameters() if p.requires_grad}
+    assert trainable == {"3"}  # only layer4
+    encoder.fine_tune(False)
+    assert not any(p.requires_grad for p in encoder.parameters())
+    with pytest.raises(ValueError, match="from_block"):
+        encoder.fine_tune(True, from_block=0)
+
+
+def test_teacher_forcing_shapes_and_attention_sums_to_one():
+    dec = decoder()
+    captions = torch.tensor([[1, 5, 6, 2, 0], [1, 7, 2, 0, 0]])
+    logits, weights = dec(torch.randn(2, P, D), captions)
+    assert logits.shape == (2, 4, V) and weights.shape == (2, 4, P)
+    torch.testing.assert_close(weights.sum(2), torch.ones(2, 4))
+
+
+def test_loss_ignores_padding_and_penalises_uneven_attention():
+    captions = torch.tensor([[1, 5, 2, 0]])
+    logits = torch.zeros(1, 3, V)
+    logits[0, 0, 5] = logits[0, 1, 2] = 20.0  # confident and right on the two real words
+    logits[0, 2, 9] = 20.0  # wrong only at the padded position
+    even = torch.full((1, 3, 2), 0.5)  # two words x 0.5 = one unit per region
+    assert float(caption_loss(logits, captions, even, alpha_c=1.0)) == pytest.approx(0.0, abs=1e-6)
+    skewed = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.5, 0.5]]])
+    assert float(caption_loss(logits, captions, skewed, alpha_c=1.0)) == pytest.approx(1.0, abs=1e-5)
+    assert float(caption_loss(logits, captions, skewed, alpha_c=0.0)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_training_step_reduces_the_loss():
+    dec = decoder()
+    features, captions = torch.randn(4, P, D), torch.tensor([[1, 5, 6, 2]] * 4)
+    opt = torch.optim.Adam(dec.parameters(), lr=0.05)
+    losses = []
+    for _ in range(20):
+        logits, weights = dec(features, captions)
+        loss = caption_loss(logits, captions, weights)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_beam_of_one_is_the_greedy_path(seed):
+    dec = decoder(seed)
+    features = torch.randn(P, D, generator=torch.Generator().manual_seed(seed))
+    ids, weights, score = beam_search(dec, features, start=1, end=2, beam=1, max_len=8)
+    assert ids == greedy(dec, features, 1, 2, 8)
+    assert weights.shape == (len(ids), P) and score <= 0
+
+
+def test_bad_beam_is_rejected_and_length_is_capped():
+    dec = decoder(3)
+    ids, _, _ = beam_search(dec, torch.randn(P, D), 1, 2, beam=5, max_len=6)
+    assert 1 <= len(ids) <= 6
+    with pytest.raises(ValueError, match="beam"):
+        beam_search(dec, torch.randn(P, D), 1, 2, beam=0)
