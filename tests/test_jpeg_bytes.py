@@ -129,10 +129,15 @@ def test_zeroing_sets_exactly_count_file_bytes_seeded_and_outside_the_header(pad
     assert torch.equal(jb.zero_random_bytes(padded, 0, torch.Generator()).values, padded.values)
 
 
-def test_zeroing_more_than_a_row_holds_is_an_error():
-    padded = jb.pad_files([bytes(10)], 12)
+def test_zeroing_more_than_a_row_holds_is_an_error_unless_at_most():
+    padded = jb.pad_files([bytes([7]) * 10], 12)
     with pytest.raises(ValueError, match="cannot zero"):
         jb.zero_random_bytes(padded, 8, torch.Generator(), start=5)
+    capped = jb.zero_random_bytes(padded, 8, torch.Generator(), start=5, at_most=True)
+    real = padded.real()
+    assert bool((capped.values[:, 5:][real[:, 5:]] == 0).all())  # every eligible byte zeroed
+    assert torch.equal(capped.values[:, :5], padded.values[:, :5])  # header kept
+    assert torch.equal(capped.values[~real], padded.values[~real])  # padding kept
     with pytest.raises(ValueError, match=">= 0"):
         jb.zero_random_bytes(padded, -1, torch.Generator())
 

@@ -226,24 +226,27 @@ def pad_files(
     return PaddedBytes(values, kept, int(too_long.sum()), pad_at)
 
 
-def zero_random_bytes(padded: PaddedBytes, count: int, generator: torch.Generator, start: int = 0) -> PaddedBytes:
+def zero_random_bytes(padded: PaddedBytes, count: int, generator: torch.Generator, start: int = 0,
+                      at_most: bool = False) -> PaddedBytes:
     """A copy of ``padded`` with exactly ``count`` distinct random file bytes per row set to 0.
 
     Positions are drawn uniformly among each row's file bytes from position ``start`` on (never in
     the padding); ``start`` equal to the header length leaves the header intact. A row with fewer
-    than ``count`` eligible bytes is an error.
+    than ``count`` eligible bytes is an error, unless ``at_most`` is set: then all its eligible bytes are zeroed.
     """
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
     allowed = padded.real()
     allowed[:, :start] = False
     eligible = allowed.sum(1)
-    if count > 0 and bool((eligible < count).any()):
+    if count > 0 and not at_most and bool((eligible < count).any()):
         raise ValueError(f"a row has only {int(eligible.min())} bytes after position {start}; cannot zero {count}")
     values = padded.values.clone()
     if count:
         keys = torch.rand(values.shape, generator=generator).masked_fill(~allowed, 2.0)
-        values.scatter_(1, keys.topk(count, dim=1, largest=False).indices, 0)
+        chosen = keys.topk(min(count, values.shape[1]), dim=1, largest=False).indices
+        eligible_chosen = keys.gather(1, chosen) < 2.0  # False only where a short row ran out (at_most)
+        values.scatter_(1, chosen, torch.where(eligible_chosen, 0, values.gather(1, chosen)))
     return replace(padded, values=values)
 
 

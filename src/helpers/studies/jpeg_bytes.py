@@ -308,8 +308,12 @@ def overflow_summary(split: ImageSplit, quality: int = QUALITY) -> dict[str, flo
 # ---------------------------------------------------------------- glitches
 
 def glitched(padded: PaddedBytes, count: int, header: int, protect_header: bool, seed: int) -> PaddedBytes:
-    """``padded`` with ``count`` random bytes per file set to 0, in the whole file or in the scan only."""
-    return zero_random_bytes(padded, count, torch.Generator().manual_seed(seed), header if protect_header else 0)
+    """``padded`` with ``count`` random bytes per file set to 0, in the whole file or in the scan only.
+
+    A file with fewer than ``count`` bytes to choose from (a short scan) has all of them zeroed.
+    """
+    return zero_random_bytes(padded, count, torch.Generator().manual_seed(seed), header if protect_header else 0,
+                             at_most=True)
 
 
 def decode_all(padded: PaddedBytes, size: tuple[int, int] = (28, 28)) -> list[np.ndarray | None]:
