@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import ClassVar, Iterable, Sequence
 
 import sacrebleu
 
@@ -35,6 +35,10 @@ class Vocabulary:
 
     words: tuple[str, ...]
     min_count: int
+    pad: ClassVar[int] = SPECIALS.index(PAD)  # ids of the special tokens, the first four words
+    start: ClassVar[int] = SPECIALS.index(START)
+    end: ClassVar[int] = SPECIALS.index(END)
+    unk: ClassVar[int] = SPECIALS.index(UNK)
 
     @classmethod
     def build(cls, captions: Iterable[str], min_count: int = 5) -> "Vocabulary":
@@ -52,22 +56,6 @@ class Vocabulary:
     def index(self) -> dict[str, int]:
         """Word -> id."""
         return {w: i for i, w in enumerate(self.words)}
-
-    @property
-    def pad(self) -> int:
-        return 0
-
-    @property
-    def start(self) -> int:
-        return 1
-
-    @property
-    def end(self) -> int:
-        return 2
-
-    @property
-    def unk(self) -> int:
-        return 3
 
     def encode(self, caption: str, max_words: int | None = None) -> list[int]:
         """``<start> w1 ... wn <end>`` as ids (unknown words -> ``<unk>``; at most ``max_words`` words)."""
