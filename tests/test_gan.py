@@ -3,6 +3,9 @@ import math
 import pytest
 import torch
 from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+
+from helpers import gan
 
 from helpers.cache import Checkpointer
 from helpers.gan import (
@@ -11,8 +14,10 @@ from helpers.gan import (
     TrainSettings,
     critic_loss,
     evaluate_translations,
+    fid_into_targets,
     generator_loss,
     gradient_penalty,
+    inception_fid,
     kid_score,
     one_hot,
     shuffled_targets,
@@ -182,3 +187,35 @@ def test_every_domain_grid_and_uint8_round_trip():
     grid = translate_to_every_domain(G, images)
     assert grid.shape == (2, 3, 3, 16, 16) and grid.dtype == torch.uint8
     assert torch.equal(to_uint8(images.float() / 127.5 - 1), images)
+
+
+class ChannelStats(nn.Module):
+    """A stand-in feature extractor for FID: per-channel mean and spread of uint8 images."""
+
+    num_features = 6
+
+    def forward(self, x):
+        x = x.float() / 255
+        return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], 1)
+
+
+def test_fid_into_targets_rewards_translation_toward_the_target():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.tensor([0, 1] * 30)
+    levels = torch.tensor([64.0, 191.0])[labels].view(-1, 1, 1, 1)
+    noise = torch.randn(60, 3, 8, 8, generator=g) * 20
+    images = (levels + noise).clamp(0, 255).to(torch.uint8)
+    metric = FrechetInceptionDistance(feature=ChannelStats(), normalize=False)
+    translated, untranslated = fid_into_targets(metric, Painter(), images, labels)
+    assert translated.shape == untranslated.shape == (2,)
+    assert (untranslated > 0.1).all()  # the other dish's photos are far from this dish's
+    assert (translated < untranslated).all()  # painted in the target's grey level: closer in mean
+
+
+def test_inception_fid_says_what_to_do_offline(monkeypatch):
+    def offline(**kwargs):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(gan, "FrechetInceptionDistance", offline)
+    with pytest.raises(RuntimeError, match="InceptionV3 weights.*internet"):
+        inception_fid()

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from skimage.color import rgb2gray
 from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 from tqdm import tqdm
 
@@ -278,6 +279,47 @@ def kid_score(real: torch.Tensor, fake: torch.Tensor, *, subsets: int = 50, max_
         torch.manual_seed(seed)
         mean, _ = metric.compute()
     return float(mean)
+
+
+def inception_fid() -> FrechetInceptionDistance:
+    """torchmetrics' FID on InceptionV3 pool features (torch-fidelity's weights, downloaded on first use).
+
+    Raises ``RuntimeError`` with what to do when torch-fidelity is missing or the weights cannot be
+    fetched, so a chapter can build the metric before it trains and fail at once rather than at the end.
+    """
+    try:
+        return FrechetInceptionDistance(feature=2048, normalize=False)
+    except ModuleNotFoundError as err:
+        raise RuntimeError("FID needs torch-fidelity: pip install torch-fidelity") from err
+    except (OSError, RuntimeError) as err:  # a failed download is an URLError, an OSError
+        raise RuntimeError(
+            "could not load the InceptionV3 weights that FID needs (torch-fidelity downloads them from GitHub "
+            "on first use): connect to the internet, or use a profile that reports KID only") from err
+
+
+def _fid(metric: FrechetInceptionDistance, real: torch.Tensor, fake: torch.Tensor, batch_size: int,
+         device: str) -> float:
+    metric.reset()
+    for images, is_real in ((real, True), (fake, False)):
+        for start in range(0, len(images), batch_size):
+            metric.update(images[start:start + batch_size].to(device), real=is_real)
+    return float(metric.compute())
+
+
+@torch.no_grad()
+def fid_into_targets(metric: FrechetInceptionDistance, G: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
+                     batch_size: int = 32, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Per target domain t: FID(real t, translations into t of the other domains' uint8 images), and
+    FID(real t, those images untranslated), the no-translation reference. ``metric`` takes uint8 images."""
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    metric = metric.to(device)
+    translated, untranslated = np.zeros(G.n_domains), np.zeros(G.n_domains)
+    for t in range(G.n_domains):
+        real, others = images[labels == t], images[labels != t]
+        fake = translate(G, others, torch.full((len(others),), t), batch_size=batch_size, device=device)
+        translated[t] = _fid(metric, real, fake, batch_size, device)
+        untranslated[t] = _fid(metric, real, others, batch_size, device)
+    return translated, untranslated
 
 
 def _gray(images: torch.Tensor) -> np.ndarray:

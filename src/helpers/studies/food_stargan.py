@@ -77,6 +77,7 @@ class FoodStarGAN:
     judge_width: int
     judge_epochs: int
     kid_subsets: int
+    fid: bool  # also torchmetrics FID on InceptionV3 (needs its weights: downloaded, so gpu only)
     grid_per_domain: int  # test photos per dish in the translation grids
 
     def table(self) -> pd.DataFrame:
@@ -93,19 +94,19 @@ PROFILES = {
         domains=CPU_DOMAINS, clean_domain="bibimbap", full_dataset=False, train_per_class=16, test_per_class=6,
         image_size=32, test_size=64, batch_size=8, g_width=8, g_res_blocks=1, d_width=8, d_layers=3, iterations=10,
         n_critic=5, lr=1e-4, checkpoint_every=5, fractions=(0.25, 0.5, 1.0), k_clusters=4, clean_size=32,
-        judge_width=8, judge_epochs=2, kid_subsets=5, grid_per_domain=1,
+        judge_width=8, judge_epochs=2, kid_subsets=5, fid=False, grid_per_domain=1,
     ),
     "cpu": FoodStarGAN(
         domains=CPU_DOMAINS, clean_domain="bibimbap", full_dataset=False, train_per_class=120, test_per_class=40,
         image_size=64, test_size=128, batch_size=16, g_width=16, g_res_blocks=3, d_width=16, d_layers=4,
-        iterations=300, n_critic=5, lr=1e-4, checkpoint_every=100, fractions=(0.25, 0.5, 1.0), k_clusters=8,
-        clean_size=64, judge_width=16, judge_epochs=25, kid_subsets=50, grid_per_domain=2,
+        iterations=2000, n_critic=5, lr=1e-4, checkpoint_every=200, fractions=(0.25, 0.5, 1.0), k_clusters=8,
+        clean_size=64, judge_width=16, judge_epochs=25, kid_subsets=50, fid=False, grid_per_domain=2,
     ),
     "gpu": FoodStarGAN(
         domains=GPU_DOMAINS, clean_domain="ramen", full_dataset=True, train_per_class=750, test_per_class=250,
         image_size=256, test_size=512, batch_size=32, g_width=64, g_res_blocks=6, d_width=64, d_layers=6,
         iterations=20_000, n_critic=5, lr=1e-4, checkpoint_every=1000, fractions=(0.25, 0.5, 1.0), k_clusters=8,
-        clean_size=224, judge_width=32, judge_epochs=30, kid_subsets=100, grid_per_domain=1,
+        clean_size=224, judge_width=32, judge_epochs=30, kid_subsets=100, fid=True, grid_per_domain=1,
     ),
 }
 
