@@ -46,6 +46,13 @@ def test_chapter_pages_have_the_colab_button(site):
         assert f"colab.research.google.com/github/{repo}/blob/main/chapters/{nb.name}" in html
 
 
+def test_chapter_pages_leave_out_the_injected_parameters(site):
+    for nb in sorted((ROOT / "chapters").glob("*.ipynb")):
+        html = (site / "chapters" / f"{nb.stem}.html").read_text()
+        assert "tag_injected-parameters" not in html, f"{nb.name}: papermill's parameters cell is on the page"
+        assert "tag_parameters" in html, f"{nb.name}: the chapter's own parameters cell should stay visible"
+
+
 def test_references_resolve(site):
     html = (site / "book" / "references.html").read_text()
     for key_text in ("Hi-king", "eiji-kb", "Endo"):

@@ -49,6 +49,20 @@ def execute(source: Path, target: Path, profile: str, cwd: Path) -> None:
         str(source), str(target), parameters={"profile": profile}, cwd=str(cwd),
         kernel_name="python3", progress_bar=False, log_output=True,
     )
+    hide_injected_parameters(target)
+
+
+def hide_injected_parameters(path: Path) -> None:
+    """Tag papermill's injected-parameters cell ``remove-cell``: the website leaves it out (each chapter's
+    provenance record prints the profile it ran with), while the notebook keeps it for Colab and nbval."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(nb, path)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
