@@ -60,6 +60,7 @@ class Settings:
     robust_size: int | None  # test files in the robustness experiments (None: all)
     saliency_size: int
     pixel_epochs: int
+    long_epochs: int  # the no-shift model trained longer (gpu: as long as the ablation, so the same model)
     eval_batch: int = 500
     device: str = "cpu"
     threads: int | None = 1  # torch threads while training; None keeps the default (all cores)
@@ -69,17 +70,18 @@ SETTINGS = {
     "smoke": Settings(
         official_mnist_train=False, limit=600, fashion_train=None, embed_dim=16, hidden=16,
         batch_size=32, lr=3e-3, epochs=1, seeds=2, fashion_epochs=1, max_shift=3, max_zeroed=30,
-        glitch_counts=(0, 50), robust_size=100, saliency_size=16, pixel_epochs=1,
+        glitch_counts=(0, 50), robust_size=100, saliency_size=16, pixel_epochs=1, long_epochs=2,
     ),
     "cpu": Settings(
         official_mnist_train=False, limit=None, fashion_train=8000, embed_dim=16, hidden=16,
         batch_size=32, lr=3e-3, epochs=5, seeds=2, fashion_epochs=5, max_shift=3, max_zeroed=60,
-        glitch_counts=(0, 10, 25, 50, 100, 150), robust_size=500, saliency_size=200, pixel_epochs=3,
+        glitch_counts=(0, 10, 25, 50, 100, 150), robust_size=500, saliency_size=200, pixel_epochs=3, long_epochs=20,
     ),
     "gpu": Settings(
         official_mnist_train=True, limit=None, fashion_train=None, embed_dim=100, hidden=100,
         batch_size=800, lr=1e-3, epochs=100, seeds=3, fashion_epochs=100, max_shift=3, max_zeroed=60,
         glitch_counts=(0, 10, 25, 50, 100, 150, 200), robust_size=None, saliency_size=1000, pixel_epochs=10,
+        long_epochs=100,
         eval_batch=2000, device="cuda", threads=None,
     ),
 }
