@@ -31,8 +31,9 @@ $(STAMP): pyproject.toml constraints.txt
 book: install
 	$(BIN)/jupyter-book build . --toc book/_toc.yml --builder html -W -n --keep-going
 
+# No progress bars or GUI backend while nbval compares outputs (.ci/run sets the same).
 test: install
-	$(BIN)/python -m pytest
+	TQDM_DISABLE=1 MPLBACKEND=Agg $(BIN)/python -m pytest
 
 chapter: install
 	$(BIN)/python -m helpers run $(CH) --profile $(PROFILE)
