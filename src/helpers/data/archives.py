@@ -129,9 +129,9 @@ def repository_url(config: Path) -> str:
 def registry_source(packed: dict[str, dict], repository: str, release: str = RELEASE) -> str:
     """The text of ``book_archives.py`` for the archive records ``packed`` (name -> record)."""
     lines = [
-        '"""The book-sized data archives (generated: `python -m helpers data pack --write-registry`).',
+        '"""The book-sized data archives: the sha256, size and contents of each (generated).',
         "",
-        "Do not edit by hand: repack the offline datasets to change these values.",
+        "Written by `python -m helpers data pack --write-registry`; do not edit by hand.",
         '"""',
         "",
         f"REPOSITORY = {repository!r}",

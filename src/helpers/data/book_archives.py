@@ -1,6 +1,6 @@
-"""The book-sized data archives (generated: `python -m helpers data pack --write-registry`).
+"""The book-sized data archives: the sha256, size and contents of each (generated).
 
-Do not edit by hand: repack the offline datasets to change these values.
+Written by `python -m helpers data pack --write-registry`; do not edit by hand.
 """
 
 REPOSITORY = "https://github.com/compressed-images-book/compressed-images-book"

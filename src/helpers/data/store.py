@@ -14,7 +14,7 @@ Resolution order, for every dataset:
    what to do (``BOOK_DATA_DIR``, the URL to fetch by hand, or ``BOOK_OFFLINE``).
 
 A checksum mismatch is always an error, on a cache hit too. Checksums are computed once
-per process and file version (path, size, modification time).
+per process and file version (path, size, times, inode).
 """
 
 from __future__ import annotations
@@ -92,13 +92,16 @@ def offline() -> bool:
     return os.environ.get(ENV_OFFLINE, "").lower() in {"1", "true", "yes"}
 
 
-_digests: dict[tuple[str, int, int, str], str] = {}
+_digests: dict[tuple, str] = {}
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    """Hex digest of a file, memoised per (path, size, mtime) so a changed file is re-hashed."""
+    """Hex digest of a file, memoised per file version so a changed file is re-hashed.
+
+    The version includes the inode and ctime: unpacked archives give every file mtime 0.
+    """
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, algorithm)
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, algorithm)
     if key not in _digests:
         h = hashlib.new(algorithm)
         with path.open("rb") as f:
@@ -367,7 +370,7 @@ def fetch_folder(name: str, *, local_copy: bool = True) -> Location:
         return fetch_book_copy(name, looked)
     if name not in REGISTRY or not spec(name).files:
         raise _unavailable(
-            f"Dataset {name!r}", looked, ["download: this dataset has no registered official download"],
+            f"Dataset {name!r}", looked, ["download: this dataset has no registered download source"],
             None, f"put the images in a folder ${ENV_DATA}/{name}", name,
         )
     dataset = spec(name)
