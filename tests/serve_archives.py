@@ -1,12 +1,12 @@
-"""Serve book-sized data archives on 127.0.0.1 and run a command that downloads from there.
+"""Serve the book-sized data archives on 127.0.0.1 and run a command that uses them.
 
     python tests/serve_archives.py [--source DIR] [--cache DIR] [-- COMMAND ...]
 
-Packs the offline datasets (``--source``, default ``$BOOK_DATA_DIR`` or ``../shared/datasets``)
-into a temporary folder, checks each archive against the registry, serves the folder over
-HTTP on a free port of 127.0.0.1, and runs COMMAND (default ``make test``) with
-``BOOK_DATA_URL`` pointing at the server, ``BOOK_DATA_DIR`` unset and an empty cache
-(``--cache`` keeps one). Reports the bytes downloaded per archive and in total.
+Packs the offline datasets (``--source``, default ``$BOOK_DATA_DIR`` or
+``../shared/datasets``) into a temporary folder, checks each archive against the
+registry, serves the folder over HTTP on a free port of 127.0.0.1, and runs COMMAND
+(default ``make test``) with ``BOOK_DATA_URL`` pointing at the server, ``BOOK_DATA_DIR``
+unset and an empty cache (``--cache`` keeps one). Reports the bytes downloaded.
 ``ArchiveServer`` is also the tests' server (tests/test_data_download.py).
 """
 
@@ -38,7 +38,9 @@ class _Handler(SimpleHTTPRequestHandler):
             if limit is not None and sent + len(block) > limit:
                 outputfile.write(block[: limit - sent])
                 sent = limit
-                self.close_connection = True  # the client sees the connection close early
+                self.close_connection = (
+                    True  # the client sees the connection close early
+                )
                 break
             outputfile.write(block)
             sent += len(block)
@@ -49,12 +51,14 @@ class _Handler(SimpleHTTPRequestHandler):
 
 
 class ArchiveServer(ThreadingHTTPServer):
-    """An HTTP server of ``folder`` on 127.0.0.1 (free port), run in a thread by ``start``."""
+    """An HTTP server of ``folder`` on 127.0.0.1 (a free port); ``start`` runs it."""
 
     daemon_threads = True
 
     def __init__(self, folder: Path) -> None:
-        super().__init__(("127.0.0.1", 0), functools.partial(_Handler, directory=str(folder)))
+        super().__init__(
+            ("127.0.0.1", 0), functools.partial(_Handler, directory=str(folder))
+        )
         self.folder = Path(folder)
         self.cut_after: int | None = None  # bytes of each body to send before closing
         self.served: dict[str, int] = {}  # path -> bytes sent
@@ -81,8 +85,9 @@ class ArchiveServer(ThreadingHTTPServer):
 
     def start(self) -> "ArchiveServer":
         """Serve in a daemon thread."""
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -104,40 +109,67 @@ def _default_source() -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", type=Path, default=_default_source(),
-                        help="the offline datasets folder")
-    parser.add_argument("--cache", type=Path, help="BOOK_CACHE_DIR for the run (default: empty)")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=_default_source(),
+        help="the offline datasets folder",
+    )
+    parser.add_argument(
+        "--cache", type=Path, help="BOOK_CACHE_DIR for the run (default: empty)"
+    )
     parser.add_argument("command", nargs="*", help="what to run (default: make test)")
     args = parser.parse_args(argv)
     if args.source is None or not args.source.is_dir():
-        parser.error("no offline datasets folder: pass --source DIR or set BOOK_DATA_DIR")
+        parser.error(
+            "no offline datasets folder: pass --source DIR or set BOOK_DATA_DIR"
+        )
     sys.path.insert(0, str(ROOT / "src"))
     from helpers.data import archives
     from helpers.data.registry import BOOK_ARCHIVES
 
     with tempfile.TemporaryDirectory(prefix="book-archives-") as tmp:
         packed = archives.pack_all(args.source, Path(tmp) / "archives")
-        stale = [a.name for a in packed if BOOK_ARCHIVES.get(a.name) is None
-                 or BOOK_ARCHIVES[a.name].sha256 != a.sha256]
+        stale = [
+            a.name
+            for a in packed
+            if BOOK_ARCHIVES.get(a.name) is None
+            or BOOK_ARCHIVES[a.name].sha256 != a.sha256
+        ]
         if stale:
-            print(f"the registry does not match the packed archives of {stale}: "
-                  "run `python -m helpers data pack --write-registry` first", file=sys.stderr)
+            print(
+                f"the registry does not match the packed archives of {stale}: "
+                "run `python -m helpers data pack --write-registry` first",
+                file=sys.stderr,
+            )
             return 2
         server = ArchiveServer(Path(tmp) / "archives").start()
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("BOOK_OFFLINE", "BOOK_REQUIRE_DATA")}
-        env.update(BOOK_DATA_URL=server.url, BOOK_DATA_DIR="",
-                   BOOK_CACHE_DIR=str(args.cache or Path(tmp) / "cache"))
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("BOOK_OFFLINE", "BOOK_REQUIRE_DATA")
+        }
+        env.update(
+            BOOK_DATA_URL=server.url,
+            BOOK_DATA_DIR="",
+            BOOK_CACHE_DIR=str(args.cache or Path(tmp) / "cache"),
+        )
         command = args.command or ["make", "test", "BOOK_DATA_DIR="]
-        print(f"serving {len(packed)} archives at {server.url}; running {' '.join(command)}")
+        print(
+            f"serving {len(packed)} archives at {server.url}; "
+            f"running {' '.join(command)}"
+        )
         try:
             code = subprocess.call(command, cwd=ROOT, env=env)
         finally:
             server.stop()
         for path, sent in sorted(server.served.items()):
             print(f"downloaded {path}: {sent:,} bytes")
-        print(f"total downloaded: {server.total_bytes:,} bytes in {server.requests} requests "
-              f"(goal < 250 MB); command exit status {code}")
+        print(
+            f"total downloaded: {server.total_bytes:,} bytes "
+            f"in {server.requests} requests "
+            f"(goal < 250 MB); command exit status {code}"
+        )
         return code
 
 

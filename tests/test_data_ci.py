@@ -19,7 +19,9 @@ def workflow() -> dict:
 
 
 def steps_of(job: dict) -> list[str]:
-    return [str(step.get("run", "")) + str(step.get("uses", "")) for step in job["steps"]]
+    return [
+        str(step.get("run", "")) + str(step.get("uses", "")) for step in job["steps"]
+    ]
 
 
 def test_runs_are_grouped_per_branch(workflow):
@@ -28,11 +30,19 @@ def test_runs_are_grouped_per_branch(workflow):
 
 
 def test_the_data_cache_is_keyed_on_the_archive_registry(workflow):
-    caches = [s["with"] for s in workflow["jobs"]["test"]["steps"] if s.get("uses", "").startswith("actions/cache")]
+    caches = [
+        s["with"]
+        for s in workflow["jobs"]["test"]["steps"]
+        if s.get("uses", "").startswith("actions/cache")
+    ]
     assert len(caches) == 1
     assert "hashFiles('src/helpers/data/book_archives.py'" in caches[0]["key"]
     assert caches[0]["path"].endswith("compressed-images-book/book-sized")
-    setup = next(s for s in workflow["jobs"]["test"]["steps"] if s.get("uses", "").startswith("actions/setup-python"))
+    setup = next(
+        s
+        for s in workflow["jobs"]["test"]["steps"]
+        if s.get("uses", "").startswith("actions/setup-python")
+    )
     assert setup["with"]["cache"] == "pip"
 
 
@@ -53,16 +63,30 @@ def test_publish_builds_the_site_without_torch(workflow):
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_the_cpu_constraints_drop_the_cuda_wheels_and_keep_the_rest(tmp_path):
     target = tmp_path / "cpu.txt"
-    subprocess.run(["make", "-s", "cpu-constraints", f"CPU_CONSTRAINTS={target}"], cwd=ROOT, check=True,
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        ["make", "-s", "cpu-constraints", f"CPU_CONSTRAINTS={target}"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     kept = target.read_text().splitlines()
     full = (ROOT / "constraints.txt").read_text().splitlines()
     dropped = sorted(set(full) - set(kept))
-    assert dropped and all(line.split("-")[0].lower() in {"nvidia", "cuda"} or line.startswith("triton==")
-                           for line in dropped)
-    assert {line for line in kept if line.startswith(("torch==", "torchvision=="))} == \
-        {line for line in full if line.startswith(("torch==", "torchvision=="))}
-    dry = subprocess.run(["make", "-n", "install-cpu", f"CPU_CONSTRAINTS={target}"], cwd=ROOT, check=True,
-                         capture_output=True, text=True, timeout=60).stdout
+    assert dropped and all(
+        line.split("-")[0].lower() in {"nvidia", "cuda"} or line.startswith("triton==")
+        for line in dropped
+    )
+    assert {line for line in kept if line.startswith(("torch==", "torchvision=="))} == {
+        line for line in full if line.startswith(("torch==", "torchvision=="))
+    }
+    dry = subprocess.run(
+        ["make", "-n", "install-cpu", f"CPU_CONSTRAINTS={target}"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     torch_pin = next(line for line in full if line.startswith("torch=="))
     assert f"--index-url https://download.pytorch.org/whl/cpu {torch_pin}" in dry

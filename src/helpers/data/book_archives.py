@@ -1,6 +1,6 @@
-"""The book-sized data archives: the sha256, size and contents of each (generated).
+"""The book-sized data archives: sha256, size and contents (generated).
 
-Written by `python -m helpers data pack --write-registry`; do not edit by hand.
+Written by `python -m helpers data pack --write-registry`: do not edit.
 """
 
 REPOSITORY = "https://github.com/compressed-images-book/compressed-images-book"
