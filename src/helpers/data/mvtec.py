@@ -8,9 +8,9 @@
 ```
 
 ``load_mvtec(category)`` reads a reduced local copy (``$BOOK_DATA_DIR/mvtec/<category>``) when
-there is one, else the book-sized archive when it holds the category (the screw category at
-512 px), else the official per-category archive (cache or download, sha256-checked, unpacked
-once); ``full=True`` always takes the official archive. Every defective test image must have its
+there is one, else the book-sized archive when it holds the category (screw, at
+512 px), else the official per-category archive (cache or download, sha256-checked,
+unpacked once); ``full=True`` always takes the official archive. Every defective test image must have its
 mask and every image must decode: anything else is an error naming the files.
 """
 
@@ -23,7 +23,15 @@ import numpy as np
 from PIL import Image
 
 from helpers.data.registry import book_archive, spec
-from helpers.data.store import Location, _unpack, cache_dir, data_dir, fetch_book_copy, fetch_file, fetch_folder
+from helpers.data.store import (
+    Location,
+    _unpack,
+    cache_dir,
+    data_dir,
+    fetch_book_copy,
+    fetch_file,
+    fetch_folder,
+)
 
 NAME = "mvtec"
 CATEGORIES = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill", "screw",
@@ -117,7 +125,7 @@ def scan_category(root: Path, category: str, location: Location) -> MvtecCategor
 
 
 def load_mvtec(category: str, *, full: bool = False) -> MvtecCategory:
-    """One MVTec AD category: a local or book-sized copy (unless ``full``), else the official archive."""
+    """One MVTec AD category: local or book-sized copy (not ``full``), else official."""
     if category not in CATEGORIES:
         raise ValueError(f"unknown MVTec AD category {category!r}; categories: {', '.join(CATEGORIES)}")
     local = data_dir()

@@ -4,14 +4,14 @@ Resolution order, for every dataset:
 
 1. ``$BOOK_DATA_DIR/<name>/``: a folder the reader (or CI) points at;
 2. the user cache, ``$BOOK_CACHE_DIR`` or ``~/.cache/compressed-images-book/``;
-3. the dataset's book-sized archive (``registry.BOOK_ARCHIVES``: the offline copy the cpu and
-   smoke profiles use), downloaded from ``registry.book_data_url()``, checked and unpacked
-   atomically into ``<cache>/book-sized/<name>/``;
-4. only for what the book-sized copy does not hold, or with ``full``/``local_copy=False``
-   (the gpu profile): the official files in ``helpers.data.registry``, written atomically
-   (temporary file, checksum, then rename) into the cache;
-5. otherwise ``DatasetUnavailable``, naming the dataset, every place looked in, the URL and
-   what to do (``BOOK_DATA_DIR``, the URL to fetch by hand, or ``BOOK_OFFLINE``).
+3. the dataset's book-sized archive (``registry.BOOK_ARCHIVES``: the offline copy the
+   cpu and smoke profiles use), downloaded from ``registry.book_data_url()``, checked
+   and unpacked atomically into ``<cache>/book-sized/<name>/``;
+4. only for what the book-sized copy does not hold, or with ``full`` /
+   ``local_copy=False`` (the gpu profile): the official files in
+   ``helpers.data.registry``, written atomically (temporary file, checksum, rename);
+5. otherwise ``DatasetUnavailable``, naming the dataset, every place looked in, the
+   URL and what to do (``BOOK_DATA_DIR``, the URL to fetch by hand, ``BOOK_OFFLINE``).
 
 A checksum mismatch is always an error, on a cache hit too. Checksums are computed once
 per process and file version (path, size, times, inode).
@@ -41,7 +41,7 @@ ENV_CACHE = "BOOK_CACHE_DIR"
 ENV_OFFLINE = "BOOK_OFFLINE"
 MANIFEST = "SHA256SUMS.txt"
 BOOK_SIZED = "book-sized"  # cache folder of the unpacked book-sized archives
-STAMP = ".archive-sha256"  # in each unpacked copy: the sha256 of the archive it came from
+STAMP = ".archive-sha256"  # in an unpacked copy: the sha256 of its archive
 
 
 class DatasetUnavailable(RuntimeError):
@@ -101,7 +101,8 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
     The version includes the inode and ctime: unpacked archives give every file mtime 0.
     """
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, algorithm)
+    times = (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    key = (str(path.resolve()), st.st_size, *times, algorithm)
     if key not in _digests:
         h = hashlib.new(algorithm)
         with path.open("rb") as f:
@@ -144,36 +145,41 @@ def _download(remote: RemoteFile, dest: Path, log: list[str]) -> bool:
                         received += len(block)
                         bar.update(len(block))
             if total and received < total:
-                raise ConnectionError(f"download interrupted after {received:,} of {total:,} bytes")
+                raise ConnectionError(
+                    f"download interrupted after {received:,} of {total:,} bytes"
+                )
             verify(tmp_path, remote)
             os.replace(tmp_path, dest)
             return True
         except ChecksumMismatch as err:
             log.append(f"{url}: downloaded, but {err}")
-        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
+        except (urllib.error.URLError, http.client.HTTPException, OSError,
+                ValueError) as err:
             log.append(f"{url}: {getattr(err, 'reason', None) or err}")
         finally:
             tmp_path.unlink(missing_ok=True)
     return False
 
 
-def _unavailable(what: str, looked: list[str], log: list[str], url: str | None, place: str,
-                 name: str) -> DatasetUnavailable:
-    """The error for a dataset that could not be found: where we looked and what to do."""
+def _unavailable(what: str, looked: list[str], log: list[str], url: str | None,
+                 place: str, name: str) -> DatasetUnavailable:
+    """The error for a dataset not found: where we looked and what to do."""
     lines = [f"{what} is not available.", "Looked in:"]
     lines += [f"  - {entry}" for entry in looked + log]
     lines.append("What to do (any one):")
     if url and offline():
-        lines.append(f"  - you are offline (${ENV_OFFLINE} is set): unset it to download {url} once;")
+        lines.append(f"  - you are offline (${ENV_OFFLINE} is set): "
+                     f"unset it to download {url} once;")
     elif url:
-        lines.append(f"  - run again when {url} is reachable (it is downloaded, checked and cached once);")
+        lines.append(f"  - run again when {url} is reachable "
+                     "(it is downloaded, checked and cached once);")
     if url:
         lines.append(f"  - download {url} yourself and put it at {place};")
     else:
         lines.append(f"  - {place};")
     lines.append(
-        f"  - set ${ENV_DATA} to a folder that holds {name}/, e.g. the book's offline datasets "
-        f"(${ENV_DATA} is {os.environ.get(ENV_DATA) or 'not set'})."
+        f"  - set ${ENV_DATA} to a folder that holds {name}/, e.g. the book's offline "
+        f"datasets (${ENV_DATA} is {os.environ.get(ENV_DATA) or 'not set'})."
     )
     if any("mismatch" in entry or "expects" in entry for entry in log):
         return ChecksumMismatch("\n".join(lines))
@@ -186,7 +192,7 @@ def _book_copy_ready(root: Path, archive: BookArchive) -> bool:
 
 
 def _unpack_book_copy(archive_file: Path, root: Path, archive: BookArchive) -> None:
-    """Unpack a verified book-sized archive into ``root``: a temporary folder, then one rename."""
+    """Unpack a verified book-sized archive into ``root`` (temporary folder, rename)."""
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.unpack-", dir=root.parent))
     old = root.parent / f".{root.name}.old-{os.getpid()}"
@@ -194,26 +200,32 @@ def _unpack_book_copy(archive_file: Path, root: Path, archive: BookArchive) -> N
         with tarfile.open(archive_file) as tf:
             tf.extractall(tmp, filter="data")
         if not (tmp / MANIFEST).is_file() or not (tmp / archive.name).is_dir():
-            raise ChecksumMismatch(f"{archive.filename} lacks {MANIFEST} or {archive.name}/: not a book archive")
+            raise ChecksumMismatch(
+                f"{archive.filename} lacks {MANIFEST} or {archive.name}/: "
+                "not a book archive"
+            )
         (tmp / STAMP).write_text(archive.sha256 + "\n")
         if root.exists():
             os.replace(root, old)
         try:
             os.replace(tmp, root)
         except OSError:
-            if not _book_copy_ready(root, archive):  # else another process unpacked it just now
+            if not _book_copy_ready(root, archive):  # else another process was first
                 raise
     except (tarfile.TarError, EOFError) as err:
-        raise ChecksumMismatch(f"{archive.filename} could not be unpacked ({err}); run again") from err
+        raise ChecksumMismatch(
+            f"{archive.filename} could not be unpacked ({err}); run again"
+        ) from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
 
 
 def fetch_book_copy(name: str, looked: list[str] | None = None) -> Location:
-    """The book-sized copy of dataset ``name``: unpacked in the cache, or downloaded and unpacked now.
+    """The book-sized copy of ``name``: unpacked in the cache, or fetched and unpacked.
 
-    A copy unpacked from another version of the archive (the registry changed) is replaced.
+    A copy unpacked from another version of the archive (the registry changed) is
+    replaced.
     """
     archive = book_archive(name)
     if archive is None:
@@ -222,29 +234,33 @@ def fetch_book_copy(name: str, looked: list[str] | None = None) -> Location:
     root = cache_dir() / BOOK_SIZED / name
     label, remedy = str(root), f"delete {root} and run again (it is fetched afresh)"
     if _book_copy_ready(root, archive):
-        return Location(root / name, "cache", False, verify_local_copy(root, name, label, remedy))
-    looked.append(f"cache {root}: " + ("from another archive version" if root.exists() else "no such folder"))
+        checked = verify_local_copy(root, name, label, remedy)
+        return Location(root / name, "cache", False, checked)
+    state = "from another archive version" if root.exists() else "no such folder"
+    looked.append(f"cache {root}: {state}")
     download = cache_dir() / BOOK_SIZED / archive.filename
     log: list[str] = []
     source = "download"
     try:
-        if download.is_file():  # put there by hand (an offline reader), or left by an interrupted unpack
+        if download.is_file():  # put there by hand, or left by an interrupted unpack
             verify(download, archive.remote())
             source = "cache"
         elif not _download(archive.remote(), download, log):
             raise _unavailable(
-                f"Dataset {name!r} (its book-sized archive {archive.filename}, {archive.size / 1e6:.1f} MB)",
+                f"Dataset {name!r} (its book-sized archive {archive.filename}, "
+                f"{archive.size / 1e6:.1f} MB)",
                 looked, log, archive.url, str(download), name,
             )
         _unpack_book_copy(download, root, archive)
     finally:
         if source == "download" or _book_copy_ready(root, archive):
-            download.unlink(missing_ok=True)  # a wrong file put there by hand stays for the reader to see
-    return Location(root / name, source, False, verify_local_copy(root, name, label, remedy))
+            download.unlink(missing_ok=True)  # a wrong file put there by hand stays
+    checked = verify_local_copy(root, name, label, remedy)
+    return Location(root / name, source, False, checked)
 
 
 def fetch_file(name: str, filename: str) -> Location:
-    """One registered file of ``name``: BOOK_DATA_DIR, the cache, the book-sized copy, or the official URL."""
+    """A file of ``name``: BOOK_DATA_DIR, cache, book-sized copy, or official URL."""
     remote = spec(name).file(filename)
     looked: list[str] = []
     local_root = data_dir()
@@ -264,12 +280,15 @@ def fetch_file(name: str, filename: str) -> Location:
     if archive is not None and remote.sha256 and archive.holds(filename, remote.sha256):
         try:
             copy = fetch_book_copy(name)
-            return Location(copy.path / filename, copy.source, True, verify(copy.path / filename, remote))
+            path = copy.path / filename
+            return Location(path, copy.source, True, verify(path, remote))
         except (DatasetUnavailable, ChecksumMismatch) as err:
-            log.append(f"book-sized archive {archive.url}: not available ({str(err).splitlines()[0]})")
+            why = str(err).splitlines()[0]
+            log.append(f"book-sized archive {archive.url}: not available ({why})")
     if _download(remote, cached, log):
         return Location(cached, "download", True, verify(cached, remote))
-    raise _unavailable(f"Dataset {name!r}, file {filename!r}", looked, log, remote.urls[0], str(cached), name)
+    raise _unavailable(f"Dataset {name!r}, file {filename!r}", looked, log,
+                       remote.urls[0], str(cached), name)
 
 
 def _manifest_entries(root: Path, name: str) -> dict[str, str] | None:
@@ -301,8 +320,8 @@ def verify_local_copy(root: Path, name: str, label: str = f"${ENV_DATA}",
         path = root / rel
         if not path.is_file():
             raise DatasetUnavailable(
-                f"local copy of {name!r} is incomplete: {MANIFEST} lists {rel}, which is missing under {label}; "
-                f"{remedy}"
+                f"local copy of {name!r} is incomplete: {MANIFEST} lists {rel}, "
+                f"which is missing under {label}; {remedy}"
             )
         actual = file_digest(path)
         if actual != digest:
@@ -318,7 +337,7 @@ def _stamp_of(remote: RemoteFile) -> str:
 
 
 def _unpack(archive: Path, into: Path, remote: RemoteFile) -> None:
-    """Unpack a verified .tar* or .zip archive into ``into`` (temporary folder, then renames).
+    """Unpack a verified .tar* or .zip archive into ``into`` (temporary folder first).
 
     A stamp records the registered checksum of the archive unpacked; a different archive
     (the registry changed) is unpacked again over the old files.
@@ -353,9 +372,9 @@ def fetch_folder(name: str, *, local_copy: bool = True) -> Location:
     With ``local_copy`` (the default: the cpu and smoke profiles) a folder
     ``$BOOK_DATA_DIR/<name>`` wins; it may be a reduced copy, checked against
     ``$BOOK_DATA_DIR/SHA256SUMS.txt`` when that file exists. Next comes the dataset's
-    book-sized archive, when it has one (cache, or download). The official archives (cache
-    or download, checked, unpacked once) serve ``local_copy=False`` (the gpu profile's full
-    set) and datasets that have no book-sized archive.
+    book-sized archive, when it has one (cache, or download). The official archives
+    (cache or download, checked, unpacked once) serve ``local_copy=False`` (the gpu
+    profile's full set) and datasets that have no book-sized archive.
     """
     looked: list[str] = []
     local_root = data_dir()
@@ -386,7 +405,8 @@ def fetch_folder(name: str, *, local_copy: bool = True) -> Location:
         looked.append(f"cache {path}: no such file")
         if not _download(remote, path, log):
             raise _unavailable(
-                f"Dataset {name!r}, file {remote.filename!r}", looked, log, remote.urls[0], str(path), name,
+                f"Dataset {name!r}, file {remote.filename!r}", looked, log,
+                remote.urls[0], str(path), name,
             )
         source = "download"
         checks.append(verify(path, remote))
