@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,20 @@ def pytest_sessionfinish(session, exitstatus):
     """A run in which nothing passed is a failure, even if everything was skipped."""
     if exitstatus == 0 and _passed == 0 and not session.config.option.collectonly:
         session.exitstatus = 1
+
+
+# The toleranced smoke-metrics tests compare what the notebook copies wrote in this session, so
+# they run after every nbval item, whatever order the files are collected in.
+SMOKE_METRICS_TEST = "test_smoke_metrics.py"
+
+
+def pytest_sessionstart(session):
+    session.config.book_started = time.time()
+    session.config.book_copies_collected = set()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    copies = {Path(str(i.fspath)).name for i in items if str(i.fspath).endswith(".ipynb")}
+    config.book_copies_collected = copies
+    late = [i for i in items if Path(str(i.fspath)).name == SMOKE_METRICS_TEST]
+    items[:] = [i for i in items if Path(str(i.fspath)).name != SMOKE_METRICS_TEST] + late

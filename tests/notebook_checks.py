@@ -64,6 +64,8 @@ def skeleton_problems(nb: dict, repo_url: str) -> list[str]:
         problems.append(f"expected one cell tagged 'parameters', found {len(params)}")
     elif not all(re.search(rf"^{name}\s*=", source(params[0]), re.M) for name in ("profile", "seed")):
         problems.append("the parameters cell must set profile and seed")
+    elif not re.search(r"""^profile\s*=\s*["']auto["']""", source(params[0]), re.M):
+        problems.append('the parameters cell must default to profile = "auto"')
     elif cells.index(params[0]) != 1:
         problems.append("the parameters cell must come right after the Colab cell")
     if not cells or not re.search(r"\.finish\(|results\.save\(", source(cells[-1])):

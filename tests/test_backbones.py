@@ -15,7 +15,7 @@ from PIL import Image
 
 from helpers import backbones
 from helpers.backbones import __main__ as cli
-from helpers.backbones import imagenet, standin
+from helpers.backbones import imagenet, packaged, standin
 from helpers.data.images import IMAGENETTE_CLASSES
 
 TINY = standin.Recipe(input_size=32, epochs=1, expected_minutes=0.01, train_per_class=3, val_per_class=2,
@@ -178,7 +178,11 @@ def fake_imagenet_url(env, monkeypatch):
 
 
 def test_imagenet_weights_are_downloaded_once_verified_and_reused(fake_imagenet_url, env):
-    assert backbones.choose("resnet18", "auto") == ("imagenet", "ImageNet weights downloadable")
+    assert backbones.choose("resnet18", "auto") == (
+        "imagenet",
+        "ImageNet weights downloadable",
+        "resnet18",
+    )
     model, record = backbones.load("resnet18")
     assert record.weights == "imagenet" and record.val_acc is None and record.num_classes == 1000
     assert all(torch.equal(model.state_dict()[k], v) for k, v in fake_imagenet_url.items())
@@ -198,6 +202,20 @@ def test_auto_falls_back_to_the_standin_when_the_download_fails(fake_imagenet_ur
     assert record.weights == "standin" and "could not be fetched" in record.reason
     with pytest.raises(backbones.BackboneUnavailable, match="download failed"):
         backbones.load("resnet18", "imagenet")
+
+
+def test_auto_falls_back_to_the_standin_when_the_packaged_weights_are_corrupt(
+    env, monkeypatch
+):
+    corrupt = env / "efficientnet-lite0-57934424.pth"
+    corrupt.write_bytes(b"not the weights")
+    monkeypatch.setattr(packaged, "weights_path", lambda name: corrupt)
+    assert (
+        backbones.choose("resnet18", "auto", any_arch=True).arch == "efficientnet_lite0"
+    )
+    _, record = backbones.load("resnet18", any_arch=True)
+    assert (record.weights, record.arch) == ("standin", "resnet18")
+    assert "could not be loaded" in record.reason and "corrupt" in record.reason
 
 
 def test_the_vgg_standin_head_computes_the_same_in_torchvision_s_layout():

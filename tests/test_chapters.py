@@ -39,6 +39,29 @@ def test_chapter_follows_the_skeleton(path):
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_keeps_no_injected_parameters_cell(path):
+    """A hidden papermill cell would silently reset a Colab reader's chosen profile."""
+    nb = load(path)
+    assert not any("injected-parameters" in checks.tags(c) for c in checks.code_cells(nb))
+    assert nb["metadata"]["papermill"]["parameters"]["profile"] in {"cpu", "gpu"}
+
+
+def test_strip_injected_parameters_removes_only_that_cell(tmp_path):
+    import nbformat
+
+    from helpers.cli import strip_injected_parameters
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('profile = "auto"', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell('profile = "cpu"', metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell("print(profile)")]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    strip_injected_parameters(path)
+    assert [c.source for c in nbformat.read(path, as_version=4).cells] == ['profile = "auto"', "print(profile)"]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_chapter_has_results_for_the_profile_it_shows(path):
     profile = notebook_profile(path)
     assert profile in {"cpu", "gpu"}, f"{path.name} shows profile {profile!r}; the book shows cpu or gpu runs"
@@ -82,7 +105,7 @@ def _executed_notebook():
         {"cell_type": "code", "metadata": {}, "execution_count": 1, "outputs": [],
          "source": f'if "google.colab" in sys.modules: install("{REPO_URL}")'},
         {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "execution_count": 2, "outputs": [],
-         "source": 'profile = "cpu"\nseed = 0'},
+         "source": 'profile = "auto"\nseed = 0'},
         {"cell_type": "code", "metadata": {}, "execution_count": 3, "outputs": [], "source": "run.finish({})"},
     ]
     return {"cells": cells}

@@ -219,3 +219,18 @@ def test_inception_fid_says_what_to_do_offline(monkeypatch):
     monkeypatch.setattr(gan, "FrechetInceptionDistance", offline)
     with pytest.raises(RuntimeError, match="InceptionV3 weights.*internet"):
         inception_fid()
+
+
+def test_resume_moves_both_networks_before_loading_optimizer_state(tmp_path, monkeypatch):
+    from test_train import spy_on_resume
+
+    settings = TrainSettings(iterations=4, batch_size=4, n_critic=2)
+    ckpt = Checkpointer(tmp_path / "stargan.pt", every=2)
+    train_stargan(*tiny_pair(), bank(), TrainSettings(iterations=2, batch_size=4, n_critic=2),
+                  checkpoint=ckpt)
+    G, D = tiny_pair()
+    events = []
+    spy_on_resume(monkeypatch, {"G": G, "D": D}, events)
+    train_stargan(G, D, bank(), settings, checkpoint=ckpt)
+    loaded = events.index("optimizer.load")
+    assert events.index("G.to") < loaded and events.index("D.to") < loaded

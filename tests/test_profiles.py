@@ -7,8 +7,8 @@ import torch
 from helpers import profiles
 
 
-def test_three_profiles_smallest_first():
-    assert profiles.names() == ["smoke", "cpu", "gpu"]
+def test_three_profiles_smallest_first_then_auto():
+    assert profiles.names() == ["smoke", "cpu", "gpu", "auto"]
     assert profiles.get("smoke").deterministic and profiles.get("smoke").num_threads == 1
     assert profiles.get("cpu").device == "cpu" and profiles.get("gpu").device == "cuda"
 
@@ -19,7 +19,7 @@ def test_profiles_are_frozen():
 
 
 def test_unknown_profile_lists_valid_ones():
-    with pytest.raises(profiles.ProfileError, match="smoke, cpu, gpu"):
+    with pytest.raises(profiles.ProfileError, match="smoke, cpu, gpu, auto"):
         profiles.get("fast")
 
 
@@ -31,7 +31,8 @@ def test_select_requires_every_profile():
         profiles.select("tiny", {"smoke": 1, "cpu": 2, "gpu": 3})
 
 
-def test_setup_seeds_reproducibly():
+def test_setup_seeds_reproducibly(monkeypatch):
+    monkeypatch.delenv(profiles.SMOKE_THREADS_ENV, raising=False)
     threads = torch.get_num_threads()
     try:
         profiles.setup("smoke", seed=3)
@@ -49,3 +50,33 @@ def test_setup_seeds_reproducibly():
 def test_gpu_profile_without_gpu_says_what_to_do():
     with pytest.raises(profiles.ProfileError, match="profile='cpu'"):
         profiles.setup("gpu")
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_auto_is_the_cpu_scale_on_the_device_present(monkeypatch, cuda):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    chosen = profiles.get("auto")
+    assert chosen.name == "cpu" and chosen.device == ("cuda" if cuda else "cpu")
+    assert ("no CUDA GPU" not in chosen.description) == cuda and "profile='gpu'" in chosen.description
+    assert profiles.select("auto", {"smoke": 1, "cpu": 2, "gpu": 3}) == 2
+
+
+@pytest.mark.parametrize("value, threads", [(None, 1), ("2", 2), ("1", 1)])
+def test_smoke_threads_follow_the_environment(monkeypatch, value, threads):
+    if value is None:
+        monkeypatch.delenv(profiles.SMOKE_THREADS_ENV, raising=False)
+    else:
+        monkeypatch.setenv(profiles.SMOKE_THREADS_ENV, value)
+    before = torch.get_num_threads()
+    try:
+        assert profiles.setup("smoke").num_threads == threads == torch.get_num_threads()
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_bad_smoke_threads_are_an_error(monkeypatch, value):
+    monkeypatch.setenv(profiles.SMOKE_THREADS_ENV, value)
+    with pytest.raises(profiles.ProfileError, match="BOOK_SMOKE_THREADS"):
+        profiles.setup("smoke")

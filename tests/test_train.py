@@ -45,3 +45,44 @@ def test_accuracy_of_a_fixed_model():
         model.weight.copy_(torch.tensor([[-1.0, 0, 0, 0], [1.0, 0, 0, 0]]))
         model.bias.zero_()
     assert accuracy(model, toy_data()) == 1.0
+
+
+def spy_on_resume(monkeypatch, modules, events):
+    """Record when each module moves to its device and when an Adam optimizer loads its state."""
+    for name, module in modules.items():
+        move = module.to
+
+        def to(*args, _move=move, _name=name, **kwargs):
+            events.append(f"{_name}.to")
+            return _move(*args, **kwargs)
+
+        monkeypatch.setattr(module, "to", to)
+    load = torch.optim.Adam.load_state_dict
+
+    def load_state_dict(self, state):
+        events.append("optimizer.load")
+        return load(self, state)
+
+    monkeypatch.setattr(torch.optim.Adam, "load_state_dict", load_state_dict)
+
+
+def assert_state_beside_parameters(optimizer):
+    """Device-agnostic: every moment tensor lives on its parameter's device (CUDA fails otherwise)."""
+    for param, state in optimizer.state.items():
+        for value in state.values():
+            if torch.is_tensor(value) and value.dim() > 0:
+                assert value.device == param.device
+
+
+def test_resume_moves_the_model_before_loading_the_optimizer_state(tmp_path, monkeypatch):
+    """Optimizer.load_state_dict casts to the parameters' device at load time: move first."""
+    loader = toy_data()
+    ckpt = Checkpointer(tmp_path / "ckpt.pt")
+    first = nn.Linear(4, 2)
+    train_classifier(first, loader, torch.optim.Adam(first.parameters()), epochs=1, checkpoint=ckpt)
+    model, events = nn.Linear(4, 2), []
+    spy_on_resume(monkeypatch, {"model": model}, events)
+    optimizer = torch.optim.Adam(model.parameters())
+    train_classifier(model, loader, optimizer, epochs=2, checkpoint=ckpt)
+    assert "optimizer.load" in events and events.index("model.to") < events.index("optimizer.load")
+    assert_state_beside_parameters(optimizer)

@@ -2,6 +2,7 @@
 
   run CH --profile P   execute chapter CH (e.g. 01) in place with papermill at profile P
   refresh CH           rebuild CH's smoke-profile regression copy in tests/notebooks/
+                       and its toleranced metrics reference (NN.smoke-reference.json)
   scoreboard           regenerate book/scoreboard.md and book/status.md from results/
   screenshots          render built pages to PNG with headless Chromium (after the site build)
   data pack            pack the offline datasets into the book-sized archives
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -17,8 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from helpers import profiles
-from helpers.results import project_root
+from helpers import profiles, regression
+from helpers.results import project_root, results_dir
 from helpers.scoreboard import chapter_notebooks, write_pages
 
 SCREENSHOT_PAGES = ("book/intro.html", "chapters/00_quickstart.html")
@@ -50,19 +52,19 @@ def execute(source: Path, target: Path, profile: str, cwd: Path) -> None:
         str(source), str(target), parameters={"profile": profile}, cwd=str(cwd),
         kernel_name="python3", progress_bar=False, log_output=True,
     )
-    hide_injected_parameters(target)
 
 
-def hide_injected_parameters(path: Path) -> None:
-    """Tag papermill's injected-parameters cell ``remove-cell``: the website leaves it out (each chapter's
-    provenance record prints the profile it ran with), while the notebook keeps it for Colab and nbval."""
+def strip_injected_parameters(path: Path) -> None:
+    """Drop papermill's injected-parameters cell from an executed chapter.
+
+    The chapter keeps its own ``parameters`` cell (``profile = "auto"``), so a reader who opens it
+    in Colab and picks a profile is not overruled by a hidden cell; the profile the outputs came
+    from stays in the notebook's metadata (``papermill.parameters``) and in its provenance cell.
+    """
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
-        tags = cell.metadata.get("tags", [])
-        if "injected-parameters" in tags and "remove-cell" not in tags:
-            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
     nbformat.write(nb, path)
 
 
@@ -71,6 +73,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     notebook = _notebook(root, args.chapter)
     target = Path(args.output) if args.output else notebook
     execute(notebook, target, args.profile, notebook.parent)
+    strip_injected_parameters(target)
     write_pages(root)
     print(f"executed {notebook.relative_to(root)} at profile {args.profile} -> {target}")
 
@@ -80,7 +83,12 @@ def cmd_refresh(args: argparse.Namespace) -> None:
     notebook = _notebook(root, args.chapter)
     target = root / "tests" / "notebooks" / notebook.name
     execute(notebook, target, "smoke", target.parent)
-    print(f"refreshed {target.relative_to(root)} (profile smoke)")
+    chapter = notebook.name.split("_")[0]
+    written = results_dir() / f"{chapter}.smoke.json"
+    reference = regression.reference_path(target.parent, chapter)
+    stored = regression.write_reference(reference, chapter, json.loads(written.read_text())["metrics"])
+    print(f"refreshed {target.relative_to(root)} (profile smoke) and "
+          f"{reference.relative_to(root)} ({len(stored['metrics'])} metrics)")
 
 
 def cmd_scoreboard(args: argparse.Namespace) -> None:

@@ -190,6 +190,9 @@ def train_stargan(G: nn.Module, D: nn.Module, bank: ImageBank, settings: TrainSe
     opt_g = torch.optim.Adam(G.parameters(), lr=settings.lr, betas=settings.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=settings.lr, betas=settings.betas)
     history, start = StarGANHistory(), 0
+    # Move before loading: the optimizers cast their state to their parameters' device on load.
+    G.to(device).train()
+    D.to(device).train()
     state = checkpoint.load() if checkpoint else None
     if state is not None:
         if state["iteration"] > settings.iterations:
@@ -202,8 +205,6 @@ def train_stargan(G: nn.Module, D: nn.Module, bank: ImageBank, settings: TrainSe
         start = state["iteration"]
         if start < settings.iterations:
             history.resumed_at.append(start)
-    G.to(device).train()
-    D.to(device).train()
 
     def snapshot(iteration: int) -> dict:
         return {"iteration": iteration, "G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(),

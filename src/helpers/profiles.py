@@ -1,21 +1,27 @@
-"""Run profiles: one notebook, three scales (``smoke``, ``cpu``, ``gpu``).
+"""Run profiles: one notebook, three scales (``smoke``, ``cpu``, ``gpu``), and ``auto``.
 
 ``get(name)`` returns the book-wide settings of a profile (device, determinism, threads);
 each chapter keeps its own sizes in a small frozen dataclass per profile and picks one
 with ``select(name, options)``. ``setup(profile, seed)`` applies seeds and switches.
+
+``auto`` (the chapters' default) is not a fourth scale: it is the ``cpu`` scale, the one the
+website shows, on whatever device is present (a CUDA GPU when one is visible). The full-scale
+``gpu`` profile is always an explicit choice. The chosen profile says why in its description.
 """
 
 from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, TypeVar
 
 import numpy as np
 import torch
 
 T = TypeVar("T")
+
+SMOKE_THREADS_ENV = "BOOK_SMOKE_THREADS"
 
 
 class ProfileError(ValueError):
@@ -37,7 +43,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
-        description="CI: real data, tiny slice, a few steps; seeded and single-threaded",
+        description="CI: real data, tiny slice, a few steps; seeded, one torch thread (BOOK_SMOKE_THREADS)",
         device="cpu",
         deterministic=True,
         num_threads=1,
@@ -62,29 +68,50 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+AUTO = "auto"
+
+
 def names() -> list[str]:
-    """The valid profile names, smallest first."""
-    return list(PROFILES)
+    """The valid profile names, smallest first, then ``auto``."""
+    return [*PROFILES, AUTO]
 
 
-def _check(name: str) -> None:
+def _scale(name: str) -> str:
+    """The scale a profile name runs at: ``auto`` runs at ``cpu`` scale."""
+    if name == AUTO:
+        return "cpu"
     if name not in PROFILES:
-        raise ProfileError(f"unknown profile {name!r}; valid profiles are: {', '.join(PROFILES)}")
+        raise ProfileError(f"unknown profile {name!r}; valid profiles are: {', '.join(names())}")
+    return name
+
+
+def _auto(cuda_available: bool) -> Profile:
+    cpu = PROFILES["cpu"]
+    if cuda_available:
+        why = "auto: a CUDA GPU is visible, so the cpu-scale run (the website's numbers) uses it"
+    else:
+        why = "auto: no CUDA GPU is visible, so the cpu-scale run (the website's numbers) uses the CPU"
+    why += "; ask for profile='gpu' for the study's full scale"
+    return replace(cpu, device="cuda" if cuda_available else "cpu", description=f"{why}. {cpu.description}")
 
 
 def get(name: str) -> Profile:
-    """The profile called ``name``; an unknown name raises ``ProfileError`` listing the valid ones."""
-    _check(name)
+    """The profile called ``name``; an unknown name raises ``ProfileError`` listing the valid ones.
+
+    ``auto`` gives the ``cpu`` profile on CUDA when a GPU is visible, else on the CPU.
+    """
+    if _scale(name) != name:
+        return _auto(torch.cuda.is_available())
     return PROFILES[name]
 
 
 def select(name: str, options: Mapping[str, T]) -> T:
-    """Pick a chapter's per-profile settings; every profile must have an entry."""
-    _check(name)
+    """Pick a chapter's per-profile settings (``auto`` picks ``cpu``'s); every profile needs an entry."""
+    scale = _scale(name)
     missing = [p for p in PROFILES if p not in options]
     if missing:
         raise ProfileError(f"chapter settings lack profile(s) {missing}; they must cover {list(PROFILES)}")
-    return options[name]
+    return options[scale]
 
 
 def seed_everything(seed: int) -> None:
@@ -94,10 +121,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def smoke_threads() -> int:
+    """Torch threads of the smoke profile: 1, or ``$BOOK_SMOKE_THREADS`` (a positive integer).
+
+    Running the regression suite with ``BOOK_SMOKE_THREADS=2`` changes the order of float
+    reductions everywhere: it stands in for "another machine" on this one.
+    """
+    value = os.environ.get(SMOKE_THREADS_ENV, "1").strip() or "1"
+    if not value.isdigit() or int(value) < 1:
+        raise ProfileError(f"{SMOKE_THREADS_ENV}={value!r}: expected a positive whole number of threads")
+    return int(value)
+
+
 def setup(profile: Profile | str, seed: int = 0) -> Profile:
     """Seed everything and apply the profile's device, thread and determinism switches."""
     if isinstance(profile, str):
         profile = get(profile)
+    if profile.name == "smoke":
+        profile = replace(profile, num_threads=smoke_threads())
     if profile.device == "cuda" and not torch.cuda.is_available():
         raise ProfileError(
             f"profile {profile.name!r} needs a CUDA GPU and none is visible; "

@@ -47,9 +47,17 @@ def chapter_title(notebook: Path) -> str:
 
 
 def notebook_profile(notebook: Path) -> str | None:
-    """The profile a committed notebook was executed with (papermill's injected value, else the default)."""
+    """The profile a committed notebook was executed with.
+
+    papermill records it in the notebook's metadata; an older notebook may still carry the
+    injected-parameters cell; else the parameters cell's default.
+    """
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    recorded = nb.get("metadata", {}).get("papermill", {}).get("parameters", {}).get("profile")
+    if recorded:
+        return recorded
     found = None
-    for cell in _cells(notebook):
+    for cell in nb["cells"]:
         tags = cell.get("metadata", {}).get("tags", [])
         if "parameters" in tags or "injected-parameters" in tags:
             match = re.search(r"""^profile\s*=\s*["'](\w+)["']""", "".join(cell["source"]), re.M)

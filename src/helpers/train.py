@@ -76,6 +76,9 @@ def train_classifier(
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     history = History()
     start_epoch = 0
+    # The model moves first: Optimizer.load_state_dict casts its state to the device of each
+    # parameter *now*, so loading it before the move would leave Adam's moments on the CPU.
+    model.to(device)
     state = checkpoint.load() if checkpoint else None
     if state is not None:
         model.load_state_dict(state["model"])
@@ -85,7 +88,6 @@ def train_classifier(
         history = History(**state["history"])
         start_epoch = history.resumed_epochs = history.epochs
         torch.set_rng_state(state["rng"])
-    model.to(device)
     for epoch in range(start_epoch, epochs):
         model.train()
         seen, correct, loss_sum, began = 0, 0, 0.0, time.perf_counter()
