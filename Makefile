@@ -19,6 +19,7 @@ endif
 export PYTHONPATH := $(CURDIR)/src$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 .PHONY: install book test chapter regress scoreboard screenshots lock clean
+.PHONY: install-cpu cpu-constraints test-archives
 
 install: $(STAMP)
 
@@ -27,6 +28,28 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,book]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
+
+# A CPU-only machine (CI): torch and torchvision from PyTorch's CPU index at the versions pinned in
+# constraints.txt, then everything else with the pins minus the CUDA wheels a CPU never loads.
+CPU_INDEX       ?= https://download.pytorch.org/whl/cpu
+CPU_CONSTRAINTS ?= _build/constraints-cpu.txt
+TORCH_PINS      := $(shell grep -E '^(torch|torchvision)==' constraints.txt)
+
+cpu-constraints:
+	mkdir -p $(dir $(CPU_CONSTRAINTS))
+	grep -viE '^(nvidia-|cuda-|triton==)' constraints.txt > $(CPU_CONSTRAINTS)
+
+install-cpu: cpu-constraints
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --index-url $(CPU_INDEX) $(TORCH_PINS)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(CPU_CONSTRAINTS) -e ".[test,book]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+# The whole suite with BOOK_DATA_DIR unset, downloading the book-sized archives from a local
+# server (tests/serve_archives.py packs ../shared/datasets or $$BOOK_DATA_DIR); reports the bytes.
+test-archives: install
+	$(BIN)/python tests/serve_archives.py -- $(MAKE) test BOOK_DATA_DIR=
 
 book: install
 	$(BIN)/jupyter-book build . --toc book/_toc.yml --builder html -W -n --keep-going

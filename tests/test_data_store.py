@@ -146,3 +146,43 @@ def test_real_mnist_resolves_to_the_offline_copy(shared_data):
     found = fetch_file("mnist", "t10k-images-idx3-ubyte.gz")
     assert found.source == "BOOK_DATA_DIR" and found.official
     assert store.verify_local_copy(shared_data, "mnist") == "3 files match SHA256SUMS.txt"
+
+
+def test_a_changed_official_archive_is_unpacked_again(isolated, register_temp):
+    """The stamp holds the registered checksum of the archive unpacked; another archive re-unpacks."""
+    def publish(content: bytes) -> None:
+        archive = isolated / "origin.tar.gz"
+        data = _tarball(archive, {"toyset/a.txt": content})
+        register_temp(registry.DatasetSpec(
+            name="toyset", title="toy", homepage="", licence="CC0", archive_root="toyset",
+            files=(registry.RemoteFile("toyset.tar.gz", (archive.as_uri(),), sha256=sha256(data),
+                                       archive=True),),
+        ))
+        (isolated / "cache" / "toyset" / "toyset.tar.gz").unlink(missing_ok=True)
+
+    publish(b"first")
+    assert (fetch_folder("toyset").path / "a.txt").read_bytes() == b"first"
+    publish(b"second")
+    found = fetch_folder("toyset")
+    assert (found.path / "a.txt").read_bytes() == b"second"
+    stamp = isolated / "cache" / "toyset" / ".unpacked-toyset.tar.gz"
+    assert stamp.read_text().strip() == f"sha256:{registry.spec('toyset').files[0].sha256}"
+
+
+def test_the_error_says_what_to_do(isolated, register_temp, monkeypatch):
+    register_temp(toy_spec(UNREACHABLE))
+    with pytest.raises(DatasetUnavailable) as online:
+        fetch_file("toy", "payload.bin")
+    assert "run again when" in str(online.value) and "download http" in str(online.value)
+    monkeypatch.setenv("BOOK_OFFLINE", "1")
+    with pytest.raises(DatasetUnavailable) as offline:
+        fetch_file("toy", "payload.bin")
+    message = str(offline.value)
+    assert "connect to the internet" not in message
+    assert "you are offline ($BOOK_OFFLINE is set)" in message and UNREACHABLE in message
+    assert "set $BOOK_DATA_DIR to a folder that holds toy/" in message
+
+
+def test_coco_mini_is_registered_with_its_book_sized_archive():
+    assert registry.spec("coco-mini").files == ()
+    assert registry.book_archive("coco-mini").filename == "coco-mini.tar.gz"

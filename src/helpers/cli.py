@@ -5,6 +5,7 @@
                        and its toleranced metrics reference (NN.smoke-reference.json)
   scoreboard           regenerate book/scoreboard.md and book/status.md from results/
   screenshots          render built pages to PNG with headless Chromium (after the site build)
+  data pack            pack the offline datasets into the book-sized archives
 """
 
 from __future__ import annotations
@@ -129,6 +130,22 @@ def cmd_screenshots(args: argparse.Namespace) -> None:
         print(f"wrote {png.relative_to(root)}")
 
 
+def cmd_data_pack(args: argparse.Namespace) -> None:
+    from helpers.data import archives
+
+    source = args.source or os.environ.get("BOOK_DATA_DIR")
+    if not source:
+        sys.exit("name the offline datasets folder: --source DIR (or BOOK_DATA_DIR)")
+    names = tuple(args.names or archives.DATASETS)
+    packed = archives.pack_all(Path(source), Path(args.out), names)
+    for a in packed:
+        print(f"{a.path}  {a.size:>11,} bytes  {a.files:>5} files  sha256 {a.sha256}")
+    print(f"total {sum(a.size for a in packed):,} bytes in {len(packed)} archives")
+    if args.write_registry:
+        repository = archives.repository_url(_root() / "_config.yml")
+        print(f"wrote {archives.write_registry(packed, repository)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -143,5 +160,14 @@ def main(argv: list[str] | None = None) -> None:
     refresh.set_defaults(func=cmd_refresh)
     sub.add_parser("scoreboard", help="regenerate the scoreboard and status pages").set_defaults(func=cmd_scoreboard)
     sub.add_parser("screenshots", help="render built pages to PNG").set_defaults(func=cmd_screenshots)
+    data = sub.add_parser("data", help="the book-sized data archives")
+    actions = data.add_subparsers(dest="action", required=True)
+    pack = actions.add_parser("pack", help="pack dataset folders into .tar.gz")
+    pack.add_argument("names", nargs="*", help="datasets to pack (default: all)")
+    pack.add_argument("--source", help="offline datasets (default: $BOOK_DATA_DIR)")
+    pack.add_argument("--out", default="_build/data", help="where the archives go")
+    pack.add_argument("--write-registry", action="store_true",
+                      help="record sha256 and size in helpers/data/book_archives.py")
+    pack.set_defaults(func=cmd_data_pack)
     args = parser.parse_args(argv)
     args.func(args)

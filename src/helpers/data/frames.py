@@ -3,9 +3,10 @@
 A clip is a folder of images named so that their numbers give the time order (``frame_0001.jpg``,
 ``frame_0002.jpg``, ... ; ``f9.png`` comes before ``f10.png``). The dataset ``frames`` holds one
 folder per clip; the book's clip is ``big_buck_bunny``. ``load_frames`` reads
-``$BOOK_DATA_DIR/frames/<clip>/`` (any folder of cartoon frames a reader puts there works), or,
-for the book's clip without a local copy, downloads the registered video and decodes it once
-into the user cache with PyAV. ``split_by_time`` cuts the clip into contiguous blocks and drops
+``$BOOK_DATA_DIR/frames/<clip>/`` (any folder of cartoon frames a reader puts there
+works), else the book-sized archive's copy of the book's clip, or (``full``) downloads
+the registered video and decodes it once into the user cache with PyAV.
+``split_by_time`` cuts the clip into contiguous blocks and drops
 ``gap`` frames on each side of every train/test border, so near-identical neighbouring frames
 never end up on both sides.
 """
@@ -24,7 +25,16 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from helpers.data.images import IMAGE_SUFFIXES, open_rgb
-from helpers.data.store import DatasetUnavailable, Location, cache_dir, data_dir, fetch_file, fetch_folder
+from helpers.data.registry import book_archive
+from helpers.data.store import (
+    DatasetUnavailable,
+    Location,
+    cache_dir,
+    data_dir,
+    fetch_book_copy,
+    fetch_file,
+    fetch_folder,
+)
 
 DATASET = "frames"
 DEFAULT_CLIP = "big_buck_bunny"
@@ -118,13 +128,18 @@ def decode_video(video: Path, folder: Path, fps: float, short_side: int) -> int:
 
 
 def load_frames(clip: str = DEFAULT_CLIP, *, full: bool = False, fps: float = 4.0, short_side: int = 256) -> FrameClip:
-    """The frames of ``clip``: ``$BOOK_DATA_DIR/frames/<clip>/``, or (``full``, or no local copy) decoded from its video.
+    """The frames of ``clip``: BOOK_DATA_DIR, the book-sized copy, or decoded video.
 
+    ``full`` always decodes the registered video; so does a clip no local copy holds.
     The decoded frames are kept in the user cache, one folder per (clip, fps, short_side).
     """
     local = data_dir()
     if not full and local is not None and (local / DATASET / clip).is_dir():
         location = fetch_folder(DATASET)
+        return scan_frames(location.path / clip, location)
+    book = book_archive(DATASET)
+    if not full and book is not None and book.holds(clip):
+        location = fetch_book_copy(DATASET)
         return scan_frames(location.path / clip, location)
     if clip not in CLIP_VIDEOS:
         where = f"$BOOK_DATA_DIR/{DATASET}/{clip}/" + ("" if local is not None else " ($BOOK_DATA_DIR is not set)")

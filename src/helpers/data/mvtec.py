@@ -8,8 +8,9 @@
 ```
 
 ``load_mvtec(category)`` reads a reduced local copy (``$BOOK_DATA_DIR/mvtec/<category>``) when
-there is one, else the official per-category archive (cache or download, sha256-checked, unpacked
-once); ``full=True`` always takes the official archive. Every defective test image must have its
+there is one, else the book-sized archive when it holds the category (screw, at
+512 px), else the official per-category archive (cache or download, sha256-checked,
+unpacked once); ``full=True`` always takes the official archive. Every defective test image must have its
 mask and every image must decode: anything else is an error naming the files.
 """
 
@@ -21,7 +22,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from helpers.data.store import Location, _unpack, cache_dir, data_dir, fetch_file, fetch_folder
+from helpers.data.registry import book_archive, spec
+from helpers.data.store import (
+    Location,
+    _unpack,
+    cache_dir,
+    data_dir,
+    fetch_book_copy,
+    fetch_file,
+    fetch_folder,
+)
 
 NAME = "mvtec"
 CATEGORIES = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill", "screw",
@@ -115,17 +125,22 @@ def scan_category(root: Path, category: str, location: Location) -> MvtecCategor
 
 
 def load_mvtec(category: str, *, full: bool = False) -> MvtecCategory:
-    """One MVTec AD category: the local copy if there is one (unless ``full``), else the official archive."""
+    """One MVTec AD category: local or book-sized copy (not ``full``), else official."""
     if category not in CATEGORIES:
         raise ValueError(f"unknown MVTec AD category {category!r}; categories: {', '.join(CATEGORIES)}")
     local = data_dir()
     if not full and local is not None and (local / NAME / category).is_dir():
         location = fetch_folder(NAME)
         return scan_category(location.path / category, category, location)
-    archive = fetch_file(NAME, f"{category}.tar.xz")
+    book = book_archive(NAME)
+    if not full and book is not None and book.holds(category):
+        location = fetch_book_copy(NAME)
+        return scan_category(location.path / category, category, location)
+    filename = f"{category}.tar.xz"
+    archive = fetch_file(NAME, filename)
     folder = cache_dir() / NAME
     folder.mkdir(parents=True, exist_ok=True)
-    _unpack(archive.path, folder)
+    _unpack(archive.path, folder, spec(NAME).file(filename))
     location = Location(folder / category, archive.source, True, archive.verified)
     return scan_category(folder / category, category, location)
 

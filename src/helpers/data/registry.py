@@ -2,11 +2,21 @@
 
 Each dataset the book reads is listed once here. ``helpers.data.store`` resolves every
 file through this table, so a URL or checksum is never repeated in a chapter.
+
+Beside the official files, ``BOOK_ARCHIVES`` lists the book-sized copy of each offline
+dataset (one ``<name>.tar.gz`` on the repository's GitHub release, with its sha256 and
+size; ``python -m helpers data pack`` generates ``book_archives.py``). Their base
+URL is ``book_data_url()``: ``$BOOK_DATA_URL`` when set, else the release's address.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+
+from helpers.data import book_archives
+
+ENV_DATA_URL = "BOOK_DATA_URL"
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,58 @@ class DatasetSpec:
             if f.filename == filename:
                 return f
         raise KeyError(f"dataset {self.name!r} has no registered file {filename!r}; it has {[f.filename for f in self.files]}")
+
+
+def release_url() -> str:
+    """Where the book-sized archives are on the repository's GitHub release."""
+    return f"{book_archives.REPOSITORY}/releases/download/{book_archives.RELEASE}/"
+
+
+def book_data_url() -> str:
+    """Base URL of the archives: ``$BOOK_DATA_URL`` or the release."""
+    value = os.environ.get(ENV_DATA_URL) or release_url()
+    return value if value.endswith("/") else value + "/"
+
+
+@dataclass(frozen=True)
+class BookArchive:
+    """A dataset's book-sized copy: a deterministic .tar.gz of its offline folder."""
+
+    name: str
+    filename: str
+    sha256: str
+    size: int  # bytes of the archive
+    files: int  # files in the dataset folder
+    unpacked_bytes: int
+    top: dict[str, str | None]  # top entries: a file's sha256 prefix; None: a folder
+
+    def holds(self, entry: str, sha256: str | None = None) -> bool:
+        """True if the folder has top-level ``entry`` (with ``sha256``: that file)."""
+        if entry not in self.top:
+            return False
+        prefix = self.top[entry]
+        return sha256 is None or (prefix is not None and sha256.startswith(prefix))
+
+    @property
+    def url(self) -> str:
+        """Where the archive is downloaded from now (see ``book_data_url``)."""
+        return book_data_url() + self.filename
+
+    def remote(self) -> RemoteFile:
+        """The archive as a downloadable, checksummed file."""
+        return RemoteFile(self.filename, (self.url,), sha256=self.sha256,
+                          size=self.size, archive=True)
+
+
+BOOK_ARCHIVES: dict[str, BookArchive] = {
+    name: BookArchive(name=name, **record)
+    for name, record in book_archives.ARCHIVES.items()
+}
+
+
+def book_archive(name: str) -> BookArchive | None:
+    """The book-sized archive of dataset ``name``, or None when it has none."""
+    return BOOK_ARCHIVES.get(name)
 
 
 _MNIST_MIRRORS = (
@@ -130,6 +192,9 @@ register(DatasetSpec(
     # The links on MVTec's downloads page (they redirect to these mydrive.ch shares). MVTec publishes no
     # checksums: these sha256 values were recorded by independent public download scripts, and for bottle,
     # grid, metal_nut, screw and zipper two such scripts agree (with the sizes given here).
+    # The shares change every few months (anomalib #3121, #3441, #3608); no checksummed
+    # mirror is known. Fallback: download <category>.tar.xz from MVTec's downloads page
+    # and put it in $BOOK_DATA_DIR/mvtec/ or <cache>/mvtec/; its sha256 must be this.
     files=tuple(
         RemoteFile(f"{category}.tar.xz", (f"https://www.mydrive.ch/shares/{share}/download/{item}/{category}.tar.xz",),
                    sha256=sha, size=size, archive=True)
@@ -223,12 +288,31 @@ register(DatasetSpec(
 ))
 
 register(DatasetSpec(
+    name="coco-mini",
+    title="COCO 2017 captions, book-sized: 80 train + 79 val images, 5 captions each",
+    homepage="https://cocodataset.org/#download",
+    licence=("annotations CC BY 4.0 (COCO Consortium); images under their Flickr "
+             "licences and the COCO terms of use"),
+    files=(),  # only the book-sized archive (BOOK_ARCHIVES); the full set is "coco"
+    notes=("The official COCO 2017 layout, reduced (see its README); chapter 05 at "
+           "the cpu and smoke profiles."),
+))
+
+# caption_datasets.zip: Karpathy's own address has answered 404 since 2023
+# (ruotianluo/ImageCaptioning.pytorch#184). The second URL is an unverified Hugging Face
+# copy named in public code (vl_mamba's COCO loader); the md5 decides if it is the file.
+# Fallback: put caption_datasets.zip (md5 4fa8c08369d22fe16e41dc124bd1adc2) at
+# <cache>/coco-karpathy/caption_datasets.zip.
+register(DatasetSpec(
     name="coco-karpathy",
     title="Karpathy and Fei-Fei's train/val/test split of COCO (dataset_coco.json)",
     homepage="https://cs.stanford.edu/people/karpathy/deepimagesent/",
     licence="split file distributed by the authors with the paper's code; captions are COCO's (CC BY 4.0)",
     files=(RemoteFile(
-        "caption_datasets.zip", ("https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip",),
+        "caption_datasets.zip", (
+            "https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip",
+            "https://huggingface.co/datasets/gpantaz/karpathy_split/resolve/main/caption_datasets.zip",
+        ),
         md5="4fa8c08369d22fe16e41dc124bd1adc2", archive=True,
     ),),
     notes="Holds dataset_coco.json (and the Flickr8k/30k splits); 113,287 train (with restval) / 5,000 val / 5,000 test.",

@@ -1,21 +1,26 @@
 """Find a dataset on disk or download it once, always checked against a checksum.
 
-Resolution order, for every dataset file:
+Resolution order, for every dataset:
 
 1. ``$BOOK_DATA_DIR/<name>/``: a folder the reader (or CI) points at;
-2. the user cache, ``$BOOK_CACHE_DIR`` or ``~/.cache/compressed-images-book/<name>/``;
-3. a download from the official URL in ``helpers.data.registry``, written atomically
-   (temporary file, checksum, then rename) into the cache;
-4. otherwise ``DatasetUnavailable``, naming the dataset, every place looked in, the URL and
-   ``BOOK_DATA_DIR``.
+2. the user cache, ``$BOOK_CACHE_DIR`` or ``~/.cache/compressed-images-book/``;
+3. the dataset's book-sized archive (``registry.BOOK_ARCHIVES``: the offline copy the
+   cpu and smoke profiles use), downloaded from ``registry.book_data_url()``, checked
+   and unpacked atomically into ``<cache>/book-sized/<name>/``;
+4. only for what the book-sized copy does not hold, or with ``full`` /
+   ``local_copy=False`` (the gpu profile): the official files in
+   ``helpers.data.registry``, written atomically (temporary file, checksum, rename);
+5. otherwise ``DatasetUnavailable``, naming the dataset, every place looked in, the
+   URL and what to do (``BOOK_DATA_DIR``, the URL to fetch by hand, ``BOOK_OFFLINE``).
 
 A checksum mismatch is always an error, on a cache hit too. Checksums are computed once
-per process and file version (path, size, modification time).
+per process and file version (path, size, times, inode).
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
@@ -29,12 +34,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from helpers import BOOK_SLUG
-from helpers.data.registry import REGISTRY, RemoteFile, spec
+from helpers.data.registry import REGISTRY, BookArchive, RemoteFile, book_archive, spec
 
 ENV_DATA = "BOOK_DATA_DIR"
 ENV_CACHE = "BOOK_CACHE_DIR"
 ENV_OFFLINE = "BOOK_OFFLINE"
 MANIFEST = "SHA256SUMS.txt"
+BOOK_SIZED = "book-sized"  # cache folder of the unpacked book-sized archives
+STAMP = ".archive-sha256"  # in an unpacked copy: the sha256 of its archive
 
 
 class DatasetUnavailable(RuntimeError):
@@ -85,13 +92,17 @@ def offline() -> bool:
     return os.environ.get(ENV_OFFLINE, "").lower() in {"1", "true", "yes"}
 
 
-_digests: dict[tuple[str, int, int, str], str] = {}
+_digests: dict[tuple, str] = {}
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    """Hex digest of a file, memoised per (path, size, mtime) so a changed file is re-hashed."""
+    """Hex digest of a file, memoised per file version so a changed file is re-hashed.
+
+    The version includes the inode and ctime: unpacked archives give every file mtime 0.
+    """
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, algorithm)
+    times = (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    key = (str(path.resolve()), st.st_size, *times, algorithm)
     if key not in _digests:
         h = hashlib.new(algorithm)
         with path.open("rb") as f:
@@ -125,38 +136,131 @@ def _download(remote: RemoteFile, dest: Path, log: list[str]) -> bool:
         tmp_path = Path(tmp)
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-                total = remote.size or int(response.headers.get("Content-Length") or 0) or None
+                announced = int(response.headers.get("Content-Length") or 0) or None
+                total = remote.size or announced
+                received = 0
                 with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {remote.filename}") as bar:
                     for block in iter(lambda: response.read(1 << 20), b""):
                         out.write(block)
+                        received += len(block)
                         bar.update(len(block))
+            if total and received < total:
+                raise ConnectionError(
+                    f"download interrupted after {received:,} of {total:,} bytes"
+                )
             verify(tmp_path, remote)
             os.replace(tmp_path, dest)
             return True
         except ChecksumMismatch as err:
             log.append(f"{url}: downloaded, but {err}")
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            log.append(f"{url}: {getattr(err, 'reason', err)}")
+        except (urllib.error.URLError, http.client.HTTPException, OSError,
+                ValueError) as err:
+            log.append(f"{url}: {getattr(err, 'reason', None) or err}")
         finally:
             tmp_path.unlink(missing_ok=True)
     return False
 
 
-def _unavailable(what: str, looked: list[str], log: list[str], hint: str) -> DatasetUnavailable:
+def _unavailable(what: str, looked: list[str], log: list[str], url: str | None,
+                 place: str, name: str) -> DatasetUnavailable:
+    """The error for a dataset not found: where we looked and what to do."""
     lines = [f"{what} is not available.", "Looked in:"]
     lines += [f"  - {entry}" for entry in looked + log]
-    lines += [
-        "What to do: connect to the internet and run again (the file is downloaded and cached once); "
-        f"or {hint}; or set ${ENV_DATA} to a folder that holds it "
-        f"(${ENV_DATA} is {os.environ.get(ENV_DATA) or 'not set'})."
-    ]
+    lines.append("What to do (any one):")
+    if url and offline():
+        lines.append(f"  - you are offline (${ENV_OFFLINE} is set): "
+                     f"unset it to download {url} once;")
+    elif url:
+        lines.append(f"  - run again when {url} is reachable "
+                     "(it is downloaded, checked and cached once);")
+    if url:
+        lines.append(f"  - download {url} yourself and put it at {place};")
+    else:
+        lines.append(f"  - {place};")
+    lines.append(
+        f"  - set ${ENV_DATA} to a folder that holds {name}/, e.g. the book's offline "
+        f"datasets (${ENV_DATA} is {os.environ.get(ENV_DATA) or 'not set'})."
+    )
     if any("mismatch" in entry or "expects" in entry for entry in log):
         return ChecksumMismatch("\n".join(lines))
     return DatasetUnavailable("\n".join(lines))
 
 
+def _book_copy_ready(root: Path, archive: BookArchive) -> bool:
+    stamp = root / STAMP
+    return stamp.is_file() and stamp.read_text().strip() == archive.sha256
+
+
+def _unpack_book_copy(archive_file: Path, root: Path, archive: BookArchive) -> None:
+    """Unpack a verified book-sized archive into ``root`` (temporary folder, rename)."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.unpack-", dir=root.parent))
+    old = root.parent / f".{root.name}.old-{os.getpid()}"
+    try:
+        with tarfile.open(archive_file) as tf:
+            tf.extractall(tmp, filter="data")
+        if not (tmp / MANIFEST).is_file() or not (tmp / archive.name).is_dir():
+            raise ChecksumMismatch(
+                f"{archive.filename} lacks {MANIFEST} or {archive.name}/: "
+                "not a book archive"
+            )
+        (tmp / STAMP).write_text(archive.sha256 + "\n")
+        if root.exists():
+            os.replace(root, old)
+        try:
+            os.replace(tmp, root)
+        except OSError:
+            if not _book_copy_ready(root, archive):  # else another process was first
+                raise
+    except (tarfile.TarError, EOFError) as err:
+        raise ChecksumMismatch(
+            f"{archive.filename} could not be unpacked ({err}); run again"
+        ) from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def fetch_book_copy(name: str, looked: list[str] | None = None) -> Location:
+    """The book-sized copy of ``name``: unpacked in the cache, or fetched and unpacked.
+
+    A copy unpacked from another version of the archive (the registry changed) is
+    replaced.
+    """
+    archive = book_archive(name)
+    if archive is None:
+        raise KeyError(f"dataset {name!r} has no book-sized archive")
+    looked = list(looked or [])
+    root = cache_dir() / BOOK_SIZED / name
+    label, remedy = str(root), f"delete {root} and run again (it is fetched afresh)"
+    if _book_copy_ready(root, archive):
+        checked = verify_local_copy(root, name, label, remedy)
+        return Location(root / name, "cache", False, checked)
+    state = "from another archive version" if root.exists() else "no such folder"
+    looked.append(f"cache {root}: {state}")
+    download = cache_dir() / BOOK_SIZED / archive.filename
+    log: list[str] = []
+    source = "download"
+    try:
+        if download.is_file():  # put there by hand, or left by an interrupted unpack
+            verify(download, archive.remote())
+            source = "cache"
+        elif not _download(archive.remote(), download, log):
+            raise _unavailable(
+                f"Dataset {name!r} (its book-sized archive {archive.filename}, "
+                f"{archive.size / 1e6:.1f} MB)",
+                looked, log, archive.url, str(download), name,
+            )
+        _unpack_book_copy(download, root, archive)
+    finally:
+        if source == "download" or _book_copy_ready(root, archive):
+            download.unlink(missing_ok=True)  # a wrong file put there by hand stays
+    checked = verify_local_copy(root, name, label, remedy)
+    return Location(root / name, source, False, checked)
+
+
 def fetch_file(name: str, filename: str) -> Location:
-    """One registered file of dataset ``name``: from BOOK_DATA_DIR, the cache, or a download."""
+    """A file of ``name``: BOOK_DATA_DIR, cache, book-sized copy, or official URL."""
     remote = spec(name).file(filename)
     looked: list[str] = []
     local_root = data_dir()
@@ -172,12 +276,19 @@ def fetch_file(name: str, filename: str) -> Location:
         return Location(cached, "cache", True, verify(cached, remote))
     looked.append(f"cache {cached}: no such file")
     log: list[str] = []
+    archive = book_archive(name)
+    if archive is not None and remote.sha256 and archive.holds(filename, remote.sha256):
+        try:
+            copy = fetch_book_copy(name)
+            path = copy.path / filename
+            return Location(path, copy.source, True, verify(path, remote))
+        except (DatasetUnavailable, ChecksumMismatch) as err:
+            why = str(err).splitlines()[0]
+            log.append(f"book-sized archive {archive.url}: not available ({why})")
     if _download(remote, cached, log):
         return Location(cached, "download", True, verify(cached, remote))
-    raise _unavailable(
-        f"Dataset {name!r}, file {filename!r}", looked, log,
-        f"download {remote.urls[0]} yourself and put it at {cached}",
-    )
+    raise _unavailable(f"Dataset {name!r}, file {filename!r}", looked, log,
+                       remote.urls[0], str(cached), name)
 
 
 def _manifest_entries(root: Path, name: str) -> dict[str, str] | None:
@@ -194,8 +305,12 @@ def _manifest_entries(root: Path, name: str) -> dict[str, str] | None:
     return entries
 
 
-def verify_local_copy(root: Path, name: str) -> str:
-    """Check ``root/name`` against ``root/SHA256SUMS.txt``; return how it was checked."""
+def verify_local_copy(root: Path, name: str, label: str = f"${ENV_DATA}",
+                      remedy: str = "restore it from its source") -> str:
+    """Check ``root/name`` against ``root/SHA256SUMS.txt``; return how it was checked.
+
+    ``label`` names ``root`` in errors; ``remedy`` says how to repair a damaged copy.
+    """
     entries = _manifest_entries(root, name)
     if entries is None:
         return f"unverified: no {MANIFEST} beside it"
@@ -205,22 +320,32 @@ def verify_local_copy(root: Path, name: str) -> str:
         path = root / rel
         if not path.is_file():
             raise DatasetUnavailable(
-                f"local copy of {name!r} is incomplete: {MANIFEST} lists {rel}, which is missing under ${ENV_DATA}"
+                f"local copy of {name!r} is incomplete: {MANIFEST} lists {rel}, "
+                f"which is missing under {label}; {remedy}"
             )
         actual = file_digest(path)
         if actual != digest:
             raise ChecksumMismatch(
-                f"${ENV_DATA}/{rel} has sha256 {actual}, but {MANIFEST} says {digest}: "
-                "the local copy is corrupt or was changed; restore it from its source"
+                f"{label}/{rel} has sha256 {actual}, but {MANIFEST} says {digest}: "
+                f"the local copy is corrupt or was changed; {remedy}"
             )
     return f"{len(entries)} files match {MANIFEST}"
 
 
-def _unpack(archive: Path, into: Path) -> None:
-    """Unpack a .tar* or .zip archive into ``into`` atomically (temporary folder, then rename)."""
+def _stamp_of(remote: RemoteFile) -> str:
+    return f"sha256:{remote.sha256}" if remote.sha256 else f"md5:{remote.md5}"
+
+
+def _unpack(archive: Path, into: Path, remote: RemoteFile) -> None:
+    """Unpack a verified .tar* or .zip archive into ``into`` (temporary folder first).
+
+    A stamp records the registered checksum of the archive unpacked; a different archive
+    (the registry changed) is unpacked again over the old files.
+    """
     stamp = into / f".unpacked-{archive.name}"
-    if stamp.exists():
+    if stamp.is_file() and stamp.read_text().strip() == _stamp_of(remote):
         return
+    stamp.unlink(missing_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=into))
     try:
         if zipfile.is_zipfile(archive):
@@ -234,7 +359,7 @@ def _unpack(archive: Path, into: Path) -> None:
             if target.exists():
                 shutil.rmtree(target) if target.is_dir() else target.unlink()
             os.replace(entry, target)
-        stamp.write_text(file_digest(archive) + "\n")
+        stamp.write_text(_stamp_of(remote) + "\n")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
         raise ChecksumMismatch(f"{archive.name} could not be unpacked ({err}); delete it and run again") from err
     finally:
@@ -244,10 +369,12 @@ def _unpack(archive: Path, into: Path) -> None:
 def fetch_folder(name: str, *, local_copy: bool = True) -> Location:
     """A dataset folder in its official layout.
 
-    With ``local_copy`` (the default) a folder ``$BOOK_DATA_DIR/<name>`` wins; it may be a
-    reduced copy, checked against ``$BOOK_DATA_DIR/SHA256SUMS.txt`` when that file exists.
-    Otherwise (or when ``local_copy=False``, for the full official set) the registered
-    archives are taken from the cache or downloaded, checked, and unpacked once.
+    With ``local_copy`` (the default: the cpu and smoke profiles) a folder
+    ``$BOOK_DATA_DIR/<name>`` wins; it may be a reduced copy, checked against
+    ``$BOOK_DATA_DIR/SHA256SUMS.txt`` when that file exists. Next comes the dataset's
+    book-sized archive, when it has one (cache, or download). The official archives
+    (cache or download, checked, unpacked once) serve ``local_copy=False`` (the gpu
+    profile's full set) and datasets that have no book-sized archive.
     """
     looked: list[str] = []
     local_root = data_dir()
@@ -258,10 +385,12 @@ def fetch_folder(name: str, *, local_copy: bool = True) -> Location:
         looked.append(f"${ENV_DATA}/{name}: no such folder")
     elif local_copy:
         looked.append(f"${ENV_DATA}: not set")
-    if name not in REGISTRY:
+    if local_copy and book_archive(name) is not None:
+        return fetch_book_copy(name, looked)
+    if name not in REGISTRY or not spec(name).files:
         raise _unavailable(
             f"Dataset {name!r}", looked, ["download: this dataset has no registered download source"],
-            f"put the images in a folder ${ENV_DATA}/{name}",
+            None, f"put the images in a folder ${ENV_DATA}/{name}", name,
         )
     dataset = spec(name)
     folder = cache_dir() / name
@@ -277,12 +406,12 @@ def fetch_folder(name: str, *, local_copy: bool = True) -> Location:
         if not _download(remote, path, log):
             raise _unavailable(
                 f"Dataset {name!r}, file {remote.filename!r}", looked, log,
-                f"download {remote.urls[0]} yourself and put it at {path}",
+                remote.urls[0], str(path), name,
             )
         source = "download"
         checks.append(verify(path, remote))
     for remote in dataset.files:
         if remote.archive:
-            _unpack(folder / remote.filename, folder)
+            _unpack(folder / remote.filename, folder, remote)
     root = folder / dataset.archive_root if dataset.archive_root else folder
     return Location(root, source, True, "; ".join(sorted(set(checks))))
