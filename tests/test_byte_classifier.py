@@ -87,3 +87,32 @@ def test_one_training_step_reduces_the_loss_on_a_tiny_batch():
     model = small(variant)
     history = train_classifier(model, [(x, y)], torch.optim.Adam(model.parameters(), lr=1e-2), epochs=2)
     assert history.train_loss[1] < history.train_loss[0]
+
+
+def rows_differing_at(position, rows=6, length=120, seed=1):
+    """Random byte rows that are identical before ``position`` and differ from it on."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (rows, length), generator=g)
+    x[:, :position] = x[0, :position]
+    x[1:, position] = (x[0, position] + torch.arange(1, rows)) % 256
+    return x
+
+
+@pytest.mark.parametrize("position", [0, 1, 3, 4, 30, 33, 70, 119])
+def test_shared_prefix_path_equals_the_plain_path_wherever_rows_first_differ(position):
+    x = rows_differing_at(position)
+    shared, plain = small(Variant.faithful()), small(Variant.faithful(), share_prefix=False)
+    steps = shared.shared_steps(x)
+    assert 0 <= steps <= max(position - shared.receptive_field + 1, 0)
+    torch.testing.assert_close(shared(x), plain(x), atol=1e-6, rtol=1e-5)
+
+
+def test_zeroed_header_bytes_do_not_change_what_the_shared_path_computes():
+    """The glitch experiment: a few zeroed bytes inside the common header, different in every row."""
+    variant = Variant.fixed()
+    x = batch(variant, rows=6, length=120, header=80).clone()
+    for row in range(1, 6):
+        x[row, 2 * row] = 0
+    shared, plain = small(variant), small(variant, share_prefix=False)
+    assert shared.shared_steps(x) == 0
+    torch.testing.assert_close(shared(x), plain(x), atol=1e-6, rtol=1e-5)

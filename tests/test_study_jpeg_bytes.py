@@ -168,3 +168,22 @@ def test_claim_verdicts_follow_the_measurements():
         "not comparable"}
     claims = study.paper_claims(measured())
     assert claims[0].paper == ">0.98" and "2,000 held-out digits" in claims[0].why
+
+
+def test_saliency_runs_the_lstm_in_the_mode_cudnn_can_differentiate():
+    """cuDNN refuses an LSTM backward pass in eval mode; the saliency must not depend on that mode."""
+    from helpers.models.byte_classifier import ByteClassifier
+
+    torch.manual_seed(0)
+    model = ByteClassifier(Variant.fixed(), embed_dim=8, hidden=8).eval()
+    values = torch.randint(0, 256, (3, 40))
+    modes: list[bool] = []
+    hook = model.lstm.register_forward_hook(lambda m, _i, _o: modes.append(m.training))
+    saliency = study.position_saliency(model, values, torch.tensor([0, 1, 2]))
+    hook.remove()
+    assert modes == [True] and not model.training  # trained mode inside, the caller's mode restored
+    model.train()
+    logits_train = model(values)
+    model.eval()
+    torch.testing.assert_close(logits_train, model(values))  # no dropout: the modes agree
+    assert saliency.shape == (3, 40) and saliency.max() > 0

@@ -126,8 +126,8 @@ class ByteClassifier(nn.Module):
         if not self.share_prefix or len(x) < 2:
             return 0
         same = int((x == x[:1]).all(0).long().cumprod(0).sum())
-        steps = min(same, x.shape[1] - 1) - self.receptive_field + 1
-        return steps // SHARE_STEP * SHARE_STEP
+        steps = min(same, x.shape[1] - 1) - self.receptive_field + 1  # negative: rows differ early
+        return max(steps, 0) // SHARE_STEP * SHARE_STEP
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L) byte values -> (B, classes) logits, from the LSTM's state after the last value."""

@@ -71,6 +71,7 @@ SETTINGS = {
         official_mnist_train=False, limit=600, fashion_train=None, embed_dim=16, hidden=16,
         batch_size=32, lr=3e-3, epochs=1, seeds=2, fashion_epochs=1, max_shift=3, max_zeroed=30,
         glitch_counts=(0, 50), robust_size=100, saliency_size=16, pixel_epochs=1, long_epochs=2,
+        threads=None,  # the smoke profile's own threads: 1, or $BOOK_SMOKE_THREADS
     ),
     "cpu": Settings(
         official_mnist_train=False, limit=None, fashion_train=8000, embed_dim=16, hidden=16,
@@ -377,18 +378,24 @@ def fit_pixel_cnn(images: np.ndarray, labels: np.ndarray, s: Settings, seed: int
 
 
 def position_saliency(model: ByteClassifier, values: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
-    """(N, L) gradient saliency: |d true-class logit / d byte embedding| per file and position (L1 over dims)."""
+    """(N, L) gradient saliency: |d true-class logit / d byte embedding| per file and position (L1 over dims).
+
+    The forward pass runs in training mode: cuDNN computes an LSTM's backward pass only there, and
+    the model has no dropout or batch norm, so the two modes give the same logits.
+    """
     grads: list[torch.Tensor] = []
     hook = model.embed.register_forward_hook(lambda _m, _i, out: (out.retain_grad(), grads.append(out))[-1])
     sharing, model.share_prefix = model.share_prefix, False  # per-file gradients need per-file prefixes
+    was_training = model.training
     try:
-        model.eval()
+        model.train()
         logits = model(values.to(next(model.parameters()).device))
         logits.gather(1, labels.view(-1, 1).to(logits.device)).sum().backward()
         saliency = grads[0].grad.abs().sum(-1)
     finally:
         hook.remove()
         model.share_prefix = sharing
+        model.train(was_training)
         model.zero_grad(set_to_none=True)
     return saliency.cpu().numpy()
 
