@@ -168,7 +168,33 @@ def test_rate_summaries():
     best = study.smallest_keeping_auc(sweep, tolerance=0.01).set_index("preprocessing")
     assert best.loc["align+mask", "size_kb"] == pytest.approx(0.2e6 * 0.82 / 1000)  # CRF 51 keeps the AUC
     assert best.loc["none", "setting"] == "hevc 30"
-    assert study.bootstrap_ci(np.array([0, 0, 1, 1] * 5), np.arange(20.0))[1] <= 1.0
+    labels = np.array([0, 1] * 20)
+    assert study.bootstrap_ci(labels, labels + 0.1 * np.arange(40) / 40) == pytest.approx((1.0, 1.0))  # separated
+    low, high = study.bootstrap_ci(labels, np.random.default_rng(0).normal(size=40))  # a detector that guesses
+    assert low < 0.5 < high and high - low > 0.2
+
+
+def test_a_baseline_near_chance_makes_the_change_claims_not_comparable():
+    sweep = paper_like_sweep()
+    table = study.table1(sweep)
+    labels = np.array([0, 1] * 20)
+    guessing = np.random.default_rng(1).normal(size=40)
+    table.at[0, "image_scores"] = guessing
+    claims = {c.id: c for c in study.claims(table, labels, paper_backbone=False, why_setup="t")}
+    assert study.near_chance(study.bootstrap_ci(labels, guessing)[0])
+    for flipped in ("03-t1-r5-image-auc", "03-max-keeps-auc", "03-align-raises-auc"):
+        assert claims[flipped].verdict == "not comparable" and "reaches chance" in claims[flipped].why
+    assert claims["03-smallest"].verdict == "reproduced"  # sizes do not rest on the detector
+    table.at[0, "image_scores"] = labels + 0.01 * np.arange(40)  # a detector that separates: verdicts return
+    claims = {c.id: c for c in study.claims(table, labels, paper_backbone=False, why_setup="t")}
+    assert claims["03-t1-r5-image-auc"].verdict == "reproduced"
+
+
+def test_the_resolution_sweep_and_the_crop_rule():
+    assert study.resize_for(224) == 256 and study.resize_for(288) == 329
+    sweep = pd.DataFrame({"crop": [224, 288, 352], "image_auc": [0.80, 0.815, 0.79]})
+    assert study.choose_crop(sweep) == 224  # within 0.02 of the best: the cheaper crop
+    assert study.choose_crop(sweep, tolerance=0.01) == 288
 
 
 def test_peak_memory_sees_an_allocation():
@@ -177,3 +203,24 @@ def test_peak_memory_sees_an_allocation():
         time.sleep(0.1)
         del block
     assert memory.peak_mib >= memory.start_mib + 32
+
+
+def test_resolution_sweep_fits_one_baseline_per_crop():
+    rng = np.random.default_rng(0)
+    train = rng.integers(100, 140, (6, 48, 48)).astype(np.uint8)
+    test = rng.integers(100, 140, (4, 48, 48)).astype(np.uint8)
+    truth = np.zeros((4, 48, 48), bool)
+    test[2:, 10:20, 10:20], truth[2:, 10:20, 10:20] = 255, True
+    torch.manual_seed(0)
+    resnet = torchvision.models.resnet18().eval()
+    made = []
+
+    def make(resize, crop):
+        made.append((resize, crop))
+        return Padim(resnet, dims=16, resize=resize, crop=crop, batch_size=4)
+
+    frame = study.resolution_sweep(make, train, test, truth, np.array([0, 0, 1, 1]), (32, 40))
+    assert made == [(37, 32), (46, 40)] and list(frame.crop) == [32, 40]
+    assert list(frame.grid) == ["8x8", "10x10"]
+    assert ((frame.image_auc_low <= frame.image_auc) & (frame.image_auc <= frame.image_auc_high)).all()
+    assert frame.pixel_auc.between(0, 1).all() and (frame.fit_s > 0).all()

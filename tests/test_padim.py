@@ -1,10 +1,12 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from helpers.padim import (Padim, ResnetTap, crop_view, feature_dims, image_auc, pixel_auc, prepare_images,
+from helpers.backbones import IMAGENET_MEAN, IMAGENET_STD, FeaturePyramid
+from helpers.padim import (Padim, Tap, crop_view, feature_dims, image_auc, pixel_auc, prepare_images,
                            prepare_masks)
 
 
@@ -56,11 +58,16 @@ def test_dims_follow_the_backbone(resnet):
     assert feature_dims("wide_resnet50_2", 1792) == 550
     assert feature_dims("resnet18", 448) == 100
     assert feature_dims("resnet34", 448) == 100 and feature_dims("other", 896) == 200
-    assert ResnetTap(resnet).channels == 64 + 128 + 256
+    assert feature_dims("efficientnet_lite0", 176, "all") == 176
+    with pytest.raises(ValueError, match="dims rule"):
+        feature_dims("resnet18", 448, "most")
+    assert Tap(resnet).channels == 64 + 128 + 256
     with pytest.raises(ValueError, match="dims must be"):
         Padim(resnet, dims=449)
     with pytest.raises(TypeError, match="ResNet"):
-        ResnetTap(nn.Sequential(nn.Conv2d(3, 8, 3)))
+        Tap(nn.Sequential(nn.Conv2d(3, 8, 3)))
+    with pytest.raises(ValueError, match="three stages"):
+        Tap(FeaturePyramid(resnet, IMAGENET_MEAN, IMAGENET_STD, (4, 8)))
     a, b = Padim(resnet, 30, seed=0), Padim(resnet, 30, seed=1)
     assert torch.equal(a.index, Padim(resnet, 30, seed=0).index) and not torch.equal(a.index, b.index)
 
@@ -76,7 +83,7 @@ def test_preparation_of_gray_colour_and_masks():
     for images in (gray, colour):
         x = prepare_images(images, resize=36, crop=32)
         assert x.shape == (2, 3, 32, 32) and x.dtype == torch.float32
-    assert float(prepare_images(gray, 36, 32)[0, 0, 0, 0]) == pytest.approx(-0.485 / 0.229, rel=1e-4)
+    assert float(prepare_images(gray + 255, 36, 32)[0, 0, 0, 0]) == 1.0  # RGB in [0, 1]: the tap normalises
     with pytest.raises(ValueError, match="uint8"):
         prepare_images(gray.astype(float), 36, 32)
     masks = np.zeros((1, 40, 40), bool)
@@ -99,3 +106,43 @@ def test_auc_on_known_inputs():
         pixel_auc(np.zeros((4, 2, 2), bool), maps)
     with pytest.raises(ValueError, match="shape"):
         pixel_auc(truth[:2], maps)
+
+
+def test_picking_channels_per_stage_equals_picking_after_joining(resnet):
+    """The tap selects before upsampling; the textbook joins all 448 channels, then selects."""
+    tap = Tap(resnet).eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        maps = tap.pyramid(x)
+        joined = torch.cat([maps[0]] + [F.interpolate(m, size=maps[0].shape[-2:], mode="nearest") for m in maps[1:]], 1)
+        index = torch.tensor([0, 5, 63, 64, 100, 191, 192, 447])  # stage edges included
+        tap.select(index)
+        assert torch.equal(tap(x), joined[:, index])
+        tap.select(torch.arange(64))  # the first stage only
+        assert torch.equal(tap(x), joined[:, :64])
+    with pytest.raises(ValueError, match="increasing"):
+        tap.select(torch.tensor([3, 3]))
+
+
+def test_an_efficientnet_lite_pyramid_is_tapped_at_strides_4_8_16():
+    timm = pytest.importorskip("timm")
+    from helpers.backbones import packaged
+
+    torch.manual_seed(0)
+    model = timm.create_model("efficientnet_lite0", pretrained=False).eval()
+    pyramid = FeaturePyramid(model, packaged.MEAN, packaged.STD, (4, 8, 16))
+    padim = Padim(pyramid, dims=176, resize=64, crop=64, batch_size=4)
+    features = padim.embed(np.full((3, 64, 64), 128, np.uint8))
+    assert padim.tap.channels == 24 + 40 + 112 and features.shape == (16 * 16, 3, 176)
+    assert padim.tap.per_stage == [None, None, None]  # all channels: no selection copies
+
+
+def test_blockwise_inverse_equals_one_inverse(resnet, monkeypatch):
+    import helpers.padim as padim_module
+
+    train, _ = synthetic_set(8, np.zeros(8, bool), seed=4)
+    padim = Padim(resnet, dims=12, resize=32, crop=32, batch_size=8)
+    whole = padim.fit(train)
+    monkeypatch.setattr(padim_module, "POSITIONS_PER_INVERSE", 5)  # 64 positions in 13 blocks
+    blocks = padim.fit(train)
+    torch.testing.assert_close(blocks.precision, whole.precision)

@@ -1,16 +1,20 @@
 """PaDiM (Defard et al. 2021): a Gaussian per feature-map position, anomaly = Mahalanobis distance.
 
-A frozen ImageNet-style ResNet is tapped after ``layer1``, ``layer2`` and ``layer3``; the three maps
-are brought to ``layer1``'s resolution and concatenated, and a fixed random subset of the channels
-is kept (550 of 1,792 for wide_resnet50_2 and 100 of 448 for resnet18 in the paper). Training fits
-one Gaussian per position over the defect-free images; a test image's anomaly map is the
-Mahalanobis distance of its features at each position, upsampled and smoothed.
+A frozen ImageNet-style backbone is tapped at strides 4, 8 and 16 (``layer1``-``layer3`` of a
+ResNet, ``blocks.1``, ``blocks.2`` and ``blocks.4`` of an EfficientNet-Lite, through
+``helpers.backbones.FeaturePyramid``); a fixed random subset of the tapped channels is kept (550
+of 1,792 for wide_resnet50_2 and 100 of 448 for resnet18 in the paper), the deeper maps are
+brought to the stride-4 resolution and the three are concatenated. Training fits one Gaussian
+per position over the defect-free images; a test image's anomaly map is the Mahalanobis distance
+of its features at each position, upsampled and smoothed.
 
-Everything is batched float32 torch: the per-position covariances are accumulated batch by batch
-(Chan's parallel update, so the training features are never all held at once) and inverted with
-one batched Cholesky; no Python loop runs over positions. ROC-AUC comes from scikit-learn.
+Everything is batched float32 torch: each stage's chosen channels are picked *before* the deeper
+maps are upsampled (the same numbers as picking after joining, at a fraction of the copying);
+the per-position covariances are accumulated batch by batch (Chan's parallel update, so the
+training features are never all held at once) and inverted in place with batched Cholesky, a
+block of positions at a time; no Python loop runs over single positions. ROC-AUC comes from
+scikit-learn.
 """
-
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,54 +27,82 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
-from helpers.backbones import IMAGENET_MEAN, IMAGENET_STD
+from helpers.backbones import IMAGENET_MEAN, IMAGENET_STD, FeaturePyramid
 
 # The PaDiM paper's number of random feature dimensions per backbone architecture.
 PAPER_DIMS = {"wide_resnet50_2": 550, "resnet18": 100}
-TAPPED_LAYERS = ("layer1", "layer2", "layer3")
+TAPPED_STRIDES = (4, 8, 16)  # layer1-layer3 of a ResNet
+DIMS_RULES = ("paper", "all")
+POSITIONS_PER_INVERSE = 1024  # positions inverted at once: bounds the Cholesky's temporary memory
 
 
-def feature_dims(arch: str, channels: int) -> int:
-    """Random dimensions for a backbone: the paper's choice for its architecture, else the same share (100/448)."""
+def feature_dims(arch: str, channels: int, rule: str = "paper") -> int:
+    """Random dimensions for a backbone.
+
+    ``"paper"``: the paper's choice for its architecture, else the same share (100 of 448);
+    ``"all"``: every tapped channel (no random projection).
+    """
+    if rule not in DIMS_RULES:
+        raise ValueError(f"unknown dims rule {rule!r}; choose one of {DIMS_RULES}")
+    if rule == "all":
+        return channels
     if arch in PAPER_DIMS:
         return min(PAPER_DIMS[arch], channels)
     return max(1, round(channels * PAPER_DIMS["resnet18"] / 448))
 
 
-class ResnetTap(nn.Module):
-    """The stem and ``layer1``-``layer3`` of a torchvision ResNet, concatenated at ``layer1``'s resolution."""
+class Tap(nn.Module):
+    """Chosen channels of a backbone's stride-4, -8 and -16 stages, joined at stride 4.
 
-    def __init__(self, resnet: nn.Module) -> None:
+    ``backbone`` is a ``FeaturePyramid`` (as ``helpers.backbones.feature_pyramid`` gives) or a
+    torchvision ResNet, tapped after ``layer1``-``layer3`` with ImageNet normalisation. ``index``
+    holds the kept channels, numbered over the three stages in order (sorted, no repeats).
+    """
+
+    def __init__(self, backbone: nn.Module, index: torch.Tensor | None = None) -> None:
         super().__init__()
-        missing = [n for n in ("conv1", "bn1", "relu", "maxpool", *TAPPED_LAYERS) if not hasattr(resnet, n)]
-        if missing:
-            raise TypeError(f"PaDiM taps a torchvision ResNet; {type(resnet).__name__} lacks {missing}")
-        self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
-        self.layers = nn.ModuleList(getattr(resnet, n) for n in TAPPED_LAYERS)
-        self.eval()
-        with torch.no_grad():
-            self.channels = int(self(torch.zeros(1, 3, 64, 64)).shape[1])
+        if not isinstance(backbone, FeaturePyramid):
+            backbone = FeaturePyramid(backbone, IMAGENET_MEAN, IMAGENET_STD, TAPPED_STRIDES)
+        if len(backbone.strides) != 3:
+            raise ValueError(f"PaDiM taps three stages, not {len(backbone.strides)} ({backbone.strides})")
+        self.pyramid = backbone
+        self.channels = sum(backbone.channels)
+        self.select(torch.arange(self.channels) if index is None else index)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        maps = []
-        x = self.stem(x)
-        for layer in self.layers:
-            x = layer(x)
-            maps.append(x)
+    def select(self, index: torch.Tensor) -> None:
+        """Keep the channels ``index`` (numbered over the joined stages)."""
+        index = torch.as_tensor(index).long()
+        if len(index) == 0 or index.min() < 0 or index.max() >= self.channels or not bool((index.diff() > 0).all()):
+            raise ValueError(f"channel index must be increasing values in 0..{self.channels - 1}")
+        self.index, self.per_stage, start = index, [], 0
+        for channels in self.pyramid.channels:
+            chosen = index[(index >= start) & (index < start + channels)] - start
+            self.per_stage.append(None if len(chosen) == channels else chosen)  # None: all of them
+            start += channels
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        """B x 3 x H x W RGB in [0, 1] -> B x D x H/4 x W/4 chosen features."""
+        maps = self.pyramid(rgb)
         size = maps[0].shape[-2:]
-        return torch.cat([maps[0]] + [F.interpolate(m, size=size, mode="nearest") for m in maps[1:]], dim=1)
+        parts = []
+        for m, chosen in zip(maps, self.per_stage):
+            if chosen is not None:
+                if len(chosen) == 0:
+                    continue
+                m = m.index_select(1, chosen.to(m.device))
+            parts.append(m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="nearest"))
+        return torch.cat(parts, dim=1)
 
 
 def prepare_images(images: np.ndarray, resize: int, crop: int) -> torch.Tensor:
-    """uint8 images (N x H x W gray or N x H x W x 3) -> normalised N x 3 x crop x crop floats."""
+    """uint8 images (N x H x W gray or N x H x W x 3) -> N x 3 x crop x crop RGB floats in [0, 1]."""
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim not in (3, 4):
         raise ValueError(f"expected uint8 images N x H x W (x 3), got {images.dtype} {images.shape}")
     x = torch.from_numpy(images)
     x = x[:, None].expand(-1, 3, -1, -1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
     x = TF.resize(x, [resize, resize], antialias=True)
-    x = TF.center_crop(x, [crop, crop]).float().div_(255)
-    return TF.normalize(x, IMAGENET_MEAN, IMAGENET_STD)
+    return TF.center_crop(x, [crop, crop]).float().div_(255)
 
 
 def prepare_masks(masks: np.ndarray, resize: int, crop: int) -> np.ndarray:
@@ -109,15 +141,20 @@ class GaussianFit:
 
 
 class Padim:
-    """PaDiM with a frozen ResNet: ``embed`` test images once, ``fit`` on training images, ``score``."""
+    """PaDiM on a frozen backbone: ``embed`` test images once, ``fit`` on training images, ``score``.
+
+    ``backbone``: a ``FeaturePyramid`` with three stages (strides 4, 8, 16) or a torchvision ResNet.
+    """
 
     def __init__(self, backbone: nn.Module, dims: int, *, seed: int = 0, resize: int = 256, crop: int = 224,
                  batch_size: int = 32, eps: float = 0.01, device: str = "cpu") -> None:
-        self.tap = ResnetTap(backbone).to(device, memory_format=torch.channels_last).eval()  # ~30 % faster on CPU
+        self.tap = Tap(backbone)
         if not 1 <= dims <= self.tap.channels:
             raise ValueError(f"dims must be 1..{self.tap.channels} (the tapped channels), not {dims}")
         generator = torch.Generator().manual_seed(seed)
-        self.index = torch.randperm(self.tap.channels, generator=generator)[:dims].sort().values.to(device)
+        self.index = torch.randperm(self.tap.channels, generator=generator)[:dims].sort().values
+        self.tap.select(self.index)
+        self.tap = self.tap.to(device, memory_format=torch.channels_last).eval()  # ~30 % faster on CPU
         self.dims, self.resize, self.crop = dims, resize, crop
         self.batch_size, self.eps, self.device = batch_size, eps, device
 
@@ -125,7 +162,7 @@ class Padim:
     def _features(self, images: np.ndarray) -> torch.Tensor:
         """Selected features of one batch, laid out P x B x D."""
         x = prepare_images(images, self.resize, self.crop).to(self.device, memory_format=torch.channels_last)
-        maps = self.tap(x).index_select(1, self.index)  # B x D x h x w
+        maps = self.tap(x)  # B x D x h x w
         self.grid = tuple(maps.shape[-2:])
         return maps.flatten(2).permute(2, 0, 1).contiguous()
 
@@ -158,8 +195,10 @@ class Padim:
             count += n
         covariance = scatter.div_(count - 1)
         covariance.diagonal(dim1=1, dim2=2).add_(self.eps)
-        precision = torch.cholesky_inverse(torch.linalg.cholesky(covariance))
-        return GaussianFit(mean, precision, self.grid, count)
+        for start in range(0, len(covariance), POSITIONS_PER_INVERSE):  # in place: the precision
+            block = covariance[start:start + POSITIONS_PER_INVERSE]
+            block.copy_(torch.cholesky_inverse(torch.linalg.cholesky(block)))
+        return GaussianFit(mean, covariance, self.grid, count)
 
     def score(self, fit: GaussianFit, embeddings: torch.Tensor, sigma: float = 4.0) -> np.ndarray:
         """Anomaly maps (N x crop x crop): distances upsampled bilinearly and Gaussian-smoothed."""
