@@ -81,9 +81,51 @@ def test_beam_of_one_is_the_greedy_path(seed):
     assert weights.shape == (len(ids), P) and score <= 0
 
 
+def sequence_log_prob(dec, features, start, ids):
+    """Exact log-probability of ``ids`` after ``start``, by teacher forcing."""
+    h, c = dec.init_state(features[None])
+    word, total = torch.tensor([start]), 0.0
+    for token in ids:
+        logits, h, c, _ = dec.step(features[None], word, h, c)
+        total += float(logits.log_softmax(1)[0, token])
+        word = torch.tensor([token])
+    return total
+
+
 def test_bad_beam_is_rejected_and_length_is_capped():
     dec = decoder(3)
-    ids, _, _ = beam_search(dec, torch.randn(P, D), 1, 2, beam=5, max_len=6)
-    assert 1 <= len(ids) <= 6
+    features = torch.randn(P, D, generator=torch.Generator().manual_seed(3))
+    for max_len in (1, 3, 6):
+        ids, weights, score = beam_search(dec, features, 1, 2, beam=5, max_len=max_len)
+        assert 1 <= len(ids) <= max_len and weights.shape == (len(ids), P)
+        assert score == pytest.approx(sequence_log_prob(dec, features, 1, ids), abs=1e-4)  # its own bookkeeping
+    with pytest.raises(ValueError, match="at least 1"):
+        beam_search(dec, features, 1, 2, beam=0)
+
+
+class MarkovDecoder(AttentionDecoder):
+    """A decoder whose next-word distribution depends on the previous word only (a fixed table)."""
+
+    def __init__(self, table):
+        super().__init__(len(table), feature_dim=D, embed_dim=2, hidden_dim=2, attention_dim=2, dropout=0.0)
+        self.table = torch.log(torch.tensor(table))
+
+    def step(self, features, words, h, c):
+        return self.table[words], h, c, torch.full((len(words), features.shape[1]), 1 / features.shape[1])
+
+
+def test_beam_search_finds_the_brute_force_best_caption_that_greedy_misses():
+    import itertools
+
+    # words: 0 start, 1 end, 2 "a", 3 "b". Greedy takes "a" (0.6) but "a" ends badly; "b" leads to a sure end.
+    table = [[0.0001, 0.0999, 0.6, 0.3], [0.25] * 4, [0.0001, 0.1999, 0.4, 0.4], [0.0001, 0.9, 0.0499, 0.05]]
+    dec, features = MarkovDecoder(table).eval(), torch.randn(P, D)
+    max_len = 4
+    candidates = [list(words) + [1] for n in range(max_len) for words in itertools.product(range(4), repeat=n)]
+    best = max(candidates, key=lambda ids: sequence_log_prob(dec, features, 0, ids))
+    assert best == [3, 1]  # "b <end>": 0.3 * 0.9 = 0.27, above every caption that starts with "a"
+    assert greedy(dec, features, 0, 1, max_len)[0] == 2  # greedy starts with "a"
+    ids, _, score = beam_search(dec, features, 0, 1, beam=3, max_len=max_len)
+    assert ids == best and score == pytest.approx(sequence_log_prob(dec, features, 0, best))
     with pytest.raises(ValueError, match="beam"):
         beam_search(dec, torch.randn(P, D), 1, 2, beam=0)

@@ -88,7 +88,8 @@ def device_name(device: str) -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
     cpu = platform.processor() or platform.machine()
-    return f"CPU ({cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({cpu}, {os.cpu_count()} cores, {threads} torch thread{'' if threads == 1 else 's'})"
 
 
 def _plain(value: Any) -> Any:

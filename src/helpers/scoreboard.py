@@ -66,6 +66,13 @@ def notebook_profile(notebook: Path) -> str | None:
     return found
 
 
+def minutes(seconds: float | None) -> str:
+    """Wall time in minutes to one decimal ("< 0.1" for a few seconds, "—" when unknown)."""
+    if seconds is None:
+        return "—"
+    return "< 0.1" if seconds < 6 else f"{seconds / 60:.1f}"
+
+
 def fmt(value: Any) -> str:
     """A table cell: numbers to 4 significant digits, pipes escaped."""
     if isinstance(value, float):
@@ -158,7 +165,7 @@ def render_status(records: list[dict], titles: dict[str, str], shown: dict[str, 
         wall = prov.get("wall_s")
         lines.append(
             f"| {chapter} {fmt(titles.get(chapter, ''))} | {fmt(shown.get(chapter))} | {record['profile']} "
-            f"| {fmt(prov.get('device'))} | {fmt(round(wall / 60, 1) if wall is not None else None)} "
+            f"| {fmt(prov.get('device'))} | {minutes(wall)} "
             f"| {fmt(prov.get('peak_rss_mib'))} | {fmt(prov.get('started_at'))} | {fmt(commit)} |"
         )
     missing = sorted(set(titles) - {r["chapter"] for r in records})

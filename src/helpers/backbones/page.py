@@ -34,13 +34,13 @@ IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 train split
 CHAPTER_USES = (
     (
         "02",
-        "`vgg16`",
-        "frozen trunk: hypercolumns from its convolutional blocks (colorization)",
+        "`vgg16` (ImageNet where it can be had, else the packaged `efficientnet_lite0`)",
+        "frozen trunk: hypercolumns from its stages at strides 2–16 (colorization)",
     ),
     (
         "03",
-        "`wide_resnet50_2` (gpu), `resnet18` (cpu, smoke)",
-        "PaDiM: features of `layer1`–`layer3` (anomaly detection)",
+        "`wide_resnet50_2` (gpu), `efficientnet_lite0` (cpu, smoke)",
+        "PaDiM: features of the stages at strides 4, 8 and 16 (anomaly detection)",
     ),
     (
         "04",
