@@ -2,6 +2,7 @@
 
 import copy
 import json
+import os
 
 import pytest
 import yaml
@@ -44,6 +45,29 @@ def test_chapter_keeps_no_injected_parameters_cell(path):
     nb = load(path)
     assert not any("injected-parameters" in checks.tags(c) for c in checks.code_cells(nb))
     assert nb["metadata"]["papermill"]["parameters"]["profile"] in {"cpu", "gpu"}
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_every_figure_cell_of_a_published_chapter_shows_its_figure(path):
+    """A chapter executed under MPLBACKEND=Agg keeps its code but loses every image."""
+    nb = load(path)
+    figure_cells = [c for c in checks.code_cells(nb) if "plt.show()" in "".join(c["source"])]
+    blank = [i for i, c in enumerate(figure_cells)
+             if not any("image/png" in o.get("data", {}) for o in c.get("outputs", []))]
+    assert not blank, f"{len(blank)} of {len(figure_cells)} figure cells have no image"
+
+
+def test_execute_gives_published_chapters_inline_figures_and_copies_none(tmp_path, monkeypatch):
+    import papermill
+
+    from helpers import cli
+
+    seen = []
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: seen.append(os.environ.get("MPLBACKEND")))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    cli.execute(tmp_path / "in.ipynb", tmp_path / "out.ipynb", "smoke", tmp_path)
+    cli.execute(tmp_path / "in.ipynb", tmp_path / "out.ipynb", "smoke", tmp_path, figures=False)
+    assert seen == [None, "Agg"] and os.environ["MPLBACKEND"] == "Agg"  # restored afterwards
 
 
 def test_strip_injected_parameters_removes_only_that_cell(tmp_path):

@@ -41,17 +41,30 @@ def _notebook(root: Path, chapter: str) -> Path:
     return notebooks[key]
 
 
-def execute(source: Path, target: Path, profile: str, cwd: Path) -> None:
-    """Run a chapter notebook with papermill, injecting ``profile``."""
+def execute(source: Path, target: Path, profile: str, cwd: Path, *, figures: bool = True) -> None:
+    """Run a chapter notebook with papermill, injecting ``profile``.
+
+    ``figures=True`` (a published chapter) gives the kernel matplotlib's inline backend even when
+    the shell sets ``MPLBACKEND=Agg`` (as CI does), which would silently drop every figure;
+    ``figures=False`` (a regression copy) forces Agg, so the copies carry no images.
+    """
     import papermill
 
     profiles.get(profile)
     # Progress bars are for people watching a run; the executed notebook keeps only results.
     os.environ.setdefault("TQDM_DISABLE", "1")
-    papermill.execute_notebook(
-        str(source), str(target), parameters={"profile": profile}, cwd=str(cwd),
-        kernel_name="python3", progress_bar=False, log_output=True,
-    )
+    backend = os.environ.pop("MPLBACKEND", None)
+    if not figures:
+        os.environ["MPLBACKEND"] = "Agg"
+    try:
+        papermill.execute_notebook(
+            str(source), str(target), parameters={"profile": profile}, cwd=str(cwd),
+            kernel_name="python3", progress_bar=False, log_output=True,
+        )
+    finally:
+        os.environ.pop("MPLBACKEND", None)
+        if backend is not None:
+            os.environ["MPLBACKEND"] = backend
 
 
 def strip_injected_parameters(path: Path) -> None:
@@ -82,7 +95,7 @@ def cmd_refresh(args: argparse.Namespace) -> None:
     root = _root()
     notebook = _notebook(root, args.chapter)
     target = root / "tests" / "notebooks" / notebook.name
-    execute(notebook, target, "smoke", target.parent)
+    execute(notebook, target, "smoke", target.parent, figures=False)
     chapter = notebook.name.split("_")[0]
     written = results_dir() / f"{chapter}.smoke.json"
     reference = regression.reference_path(target.parent, chapter)
