@@ -81,6 +81,7 @@ def test_beam_of_one_is_the_greedy_path(seed):
     assert weights.shape == (len(ids), P) and score <= 0
 
 
+@torch.no_grad()
 def sequence_log_prob(dec, features, start, ids):
     """Exact log-probability of ``ids`` after ``start``, by teacher forcing."""
     h, c = dec.init_state(features[None])
