@@ -137,3 +137,23 @@ def test_evaluating_the_faithful_head_leaves_it_untouched(frames, isolated):
     assert all(torch.equal(before[k], v) for k, v in trained.head.state_dict().items())
     assert trained.head.bugs.batchnorm_train_at_test  # the switch applies to the evaluated copy only
     assert not torch.equal(as_run, in_eval_mode)
+
+
+def test_recolour_pairs_each_frame_with_its_own_prediction(frames):
+    picked = np.array([0, 5, 11])
+    subset = frames.subset(picked)
+    assert list(subset.indices) == [0, 5, 11] and torch.equal(subset.ab, frames.ab[picked])
+    assert np.array_equal(study.recolour(subset, frames.ab[picked]), frames.rgb[picked])  # Lab round trip is exact
+    with pytest.raises(ValueError, match="3 ab predictions for 12 frames"):
+        study.recolour(frames, frames.ab[picked])  # the old gallery's mistake: L of frames 0-2, ab of 0, 5, 11
+
+
+def test_the_trunks_of_the_smoke_profile():
+    trunks, records = study.build_trunks("smoke", seed=0)
+    assert set(trunks) == {"pretrained", "random", "vgg16"}
+    assert records["pretrained"].arch == "efficientnet_lite0" and records["pretrained"].weights == "imagenet"
+    assert records["random"].weights == "random" and records["vgg16"].arch.startswith("vgg")
+    taps = trunks["pretrained"](torch.rand(1, 3, 32, 32))
+    assert [t.shape[-1] for t in taps] == [16, 8, 4, 2] and list(trunks["pretrained"].channels) == [16, 24, 40, 112]
+    assert [v.name for v in study.variants_for({"pretrained": 0, "random": 0})] == [
+        v.name for v in study.VARIANTS if v.trunk != "vgg16"]

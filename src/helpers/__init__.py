@@ -5,7 +5,13 @@ profiles (``helpers.profiles``), datasets (``helpers.data``), results and proven
 (``helpers.results``) and the book's generated pages (``helpers.scoreboard``).
 """
 
+import warnings
+
 __version__ = "0.1.0"
+
+# timm imports tqdm.auto, which warns in a notebook without ipywidgets; the book's progress bars
+# are plain text (and silent in CI), so the warning is noise on every chapter page.
+warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")
 
 BOOK_TITLE = "Learning from Compressed Images"
 BOOK_SLUG = "compressed-images-book"

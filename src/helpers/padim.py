@@ -185,12 +185,12 @@ class Padim:
             n = feats.shape[1]
             batch_mean = feats.mean(1)
             centred = feats - batch_mean[:, None]
-            batch_scatter = torch.bmm(centred.transpose(1, 2), centred)
             if mean is None:
-                mean, scatter = batch_mean, batch_scatter
-            else:
+                mean, scatter = batch_mean, torch.bmm(centred.transpose(1, 2), centred)
+            else:  # in place: one P x D x D matrix for the whole fit
                 delta = batch_mean - mean
-                scatter += batch_scatter + torch.bmm(delta[:, :, None], delta[:, None, :]) * (count * n / (count + n))
+                scatter.baddbmm_(centred.transpose(1, 2), centred)
+                scatter.baddbmm_(delta[:, :, None], delta[:, None, :], alpha=count * n / (count + n))
                 mean += delta * (n / (count + n))
             count += n
         covariance = scatter.div_(count - 1)

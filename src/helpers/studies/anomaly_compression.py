@@ -62,7 +62,7 @@ SETTINGS = {
     "cpu": Settings(full_data=False, n_train=None, n_test=None, backbone="efficientnet_lite0", resize=256, crop=224,
                     batch_size=32, hevc_preset="fast", hevc_crfs=(24, 32, 40, 51), av1_preset="8",
                     av1_crfs=(35, 50, 63), av1_preprocessings=("none", "align+mask"), image_qualities=(75, 25),
-                    dims_rule="all", crops=(224, 288, 352)),
+                    dims_rule="all", crops=(224, 288)),
     "gpu": Settings(full_data=True, n_train=None, n_test=None, backbone="wide_resnet50_2", resize=256, crop=224,
                     batch_size=32, hevc_preset="medium", hevc_crfs=(16, 20, 24, 28, 32, 36, 40, 44, 48, 51),
                     av1_preset="8", av1_crfs=(25, 35, 45, 55, 63), av1_preprocessings=PREPROCESSINGS,

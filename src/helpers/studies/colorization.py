@@ -1,7 +1,9 @@
-"""Chapter 02: colorizing cartoon frames with heads over a frozen VGG16 trunk.
+"""Chapter 02: colorizing cartoon frames with heads over a frozen, pretrained trunk.
 
-Per-profile sizes (``settings``), the frames in Lab (``lab_frames``), the trunk taps computed once
-per frame and cached (``cached_taps``), the variants the chapter compares (``VARIANTS``), and the
+Per-profile sizes (``settings``), the frames in Lab (``lab_frames``), the frozen trunks
+(``build_trunks``: ImageNet weights, the same network with random weights, and the study's VGG16
+when it is not already the pretrained one), their taps computed once per frame and cached
+(``cached_taps``), the variants the chapter compares (``VARIANTS``), and the
 small runners its cells call: train a head, colour the held-out frames, score and time them, and
 turn the measurements into the study's claims.
 """
@@ -22,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from helpers import profiles
+from helpers import backbones, profiles
+from helpers.backbones import BackboneRecord
 from helpers.cache import key_of, load_or_build
 from helpers.color import AB_SCALE, colourfulness, gray_rgb, join_lab, split_lab
 from helpers.data.frames import FrameClip
@@ -34,7 +37,6 @@ from helpers.models.colorizer import (
     L2Regression,
     Objective,
     ResidualEncoder,
-    VGGTaps,
     predict_ab,
 )
 from helpers.results import Claim
@@ -53,7 +55,7 @@ class Settings:
     epochs: int  # the same for every variant
     batch_size: int
     lr: float
-    stages: int  # VGG pooling stages tapped
+    stages: int  # trunk stages tapped (strides 2, 4, 8, 16: VGG's first four pooling stages)
     full_clip: bool  # decode the registered video instead of reading the offline frames
     fps: float  # frames per second decoded from the video (full_clip only)
     timing_s: float  # measuring time of each forward-time figure
@@ -62,7 +64,7 @@ class Settings:
 SETTINGS = {
     "smoke": Settings(size=64, blocks=8, test_blocks=2, gap=2, max_train=24, max_test=8, epochs=2, batch_size=8,
                       lr=3e-3, stages=4, full_clip=False, fps=4, timing_s=0.1),
-    # cpu: sized so that the whole chapter (two trunks, six heads) takes about 15 minutes on 2 cores
+    # cpu: sized for the chapter's 30-minute budget on 2 cores (three trunks, seven heads)
     "cpu": Settings(size=128, blocks=12, test_blocks=3, gap=2, max_train=112, max_test=None, epochs=5,
                     batch_size=8, lr=3e-3, stages=4, full_clip=False, fps=4, timing_s=0.5),
     "gpu": Settings(size=256, blocks=12, test_blocks=3, gap=6, max_train=None, max_test=None, epochs=40,
@@ -94,6 +96,12 @@ class LabFrames:
     def __len__(self) -> int:
         return len(self.indices)
 
+    def subset(self, index: Sequence[int] | np.ndarray) -> "LabFrames":
+        """The frames at positions ``index`` (all four fields picked alike)."""
+        index = np.asarray(index)
+        picked = torch.from_numpy(index)
+        return LabFrames(self.indices[index], self.lightness[picked], self.ab[picked], self.rgb[index])
+
     def gray(self) -> torch.Tensor:
         """The trunk's input: gray RGB (L with ab = 0), ``N x 3 x H x W`` in [0, 1]."""
         return torch.from_numpy(np.stack([gray_rgb(l) for l in self.lightness[:, 0].numpy()])).permute(0, 3, 1, 2) / 255
@@ -120,21 +128,45 @@ def module_digest(module: nn.Module) -> str:
     return h.hexdigest()
 
 
+TAP_STRIDES = (2, 4, 8, 16, 32)  # VGG16's pooling stages; the chapter taps the first four (Settings.stages)
+
+
+def build_trunks(profile: str, seed: int, stages: int = 4) -> tuple[dict[str, nn.Module], dict[str, BackboneRecord]]:
+    """The chapter's frozen trunks and their records, tapped at the first ``stages`` of ``TAP_STRIDES``.
+
+    ``"pretrained"``: the study's VGG16 with ImageNet weights where they can be had, else the
+    packaged ImageNet EfficientNet-Lite0; ``"random"``: the same architecture, seeded random
+    weights; ``"vgg16"`` (only when the pretrained trunk is not VGG16 already): VGG16 as ``auto``
+    gives it without another architecture — the book's stand-in offline, random at ``smoke``.
+    """
+    strides = TAP_STRIDES[:stages]
+    model, record = backbones.load("vgg16", "auto", profile, any_arch=True)
+    name = "vgg16" if record.arch.startswith("vgg") else record.arch
+    random_model, random_record = backbones.load(name, "random", profile, seed=seed)
+    trunks = {"pretrained": backbones.feature_pyramid(model, record, strides),
+              "random": backbones.feature_pyramid(random_model, random_record, strides)}
+    records = {"pretrained": record, "random": random_record}
+    if name != "vgg16":
+        vgg, vgg_record = backbones.load("vgg16", "auto", profile)
+        trunks["vgg16"], records["vgg16"] = backbones.feature_pyramid(vgg, vgg_record, strides), vgg_record
+    return trunks, records
+
+
 @torch.no_grad()
-def compute_taps(trunk: VGGTaps, gray: torch.Tensor, batch_size: int, device: str = "cpu",
+def compute_taps(trunk: nn.Module, gray: torch.Tensor, batch_size: int, device: str = "cpu",
                  desc: str = "trunk") -> list[torch.Tensor]:
     """The trunk's taps of every image, stored on the CPU as float16 (half the memory; heads train in float32)."""
-    trunk.to(device)
+    trunk.to(device).eval()
     parts: list[list[torch.Tensor]] = []
     for start in tqdm(range(0, len(gray), batch_size), desc=desc, leave=False):
         parts.append([t.half().cpu() for t in trunk(gray[start: start + batch_size].to(device))])
     return [torch.cat(level) for level in zip(*parts)]
 
 
-def cached_taps(trunk: VGGTaps, frames: LabFrames, batch_size: int, device: str = "cpu",
+def cached_taps(trunk: nn.Module, frames: LabFrames, batch_size: int, device: str = "cpu",
                 desc: str = "trunk") -> tuple[list[torch.Tensor], bool]:
     """``(taps, was_cached)``: the taps of ``frames``, from the user cache when this trunk saw these pixels before."""
-    key = key_of(trunk=module_digest(trunk), pixels=frames.digest(), stages=len(trunk.blocks))
+    key = key_of(trunk=module_digest(trunk), pixels=frames.digest(), channels=list(trunk.channels))
     return load_or_build("colorization-taps", key, lambda: compute_taps(trunk, frames.gray(), batch_size, device, desc))
 
 
@@ -144,7 +176,7 @@ class Variant:
 
     name: str
     head: str  # "residual", "last-layer" or "hypercolumn"
-    trunk: str = "pretrained"  # "pretrained" (ImageNet or the book's stand-in) or "random"
+    trunk: str = "pretrained"  # a key of ``build_trunks``: "pretrained", "random" or "vgg16"
     objective: str = "l2"  # "l2" (the original) or "bins" (rebalanced classification)
     bugs: Bugs = Bugs()
 
@@ -156,7 +188,13 @@ VARIANTS = (
     Variant("last layer, no shortcut", "last-layer"),
     Variant("residual + ab classes", "residual", objective="bins"),
     Variant("residual, random trunk", "residual", trunk="random"),
+    Variant("residual, VGG16 trunk", "residual", trunk="vgg16"),
 )
+
+
+def variants_for(trunks: dict[str, nn.Module]) -> tuple[Variant, ...]:
+    """The variants whose trunk was built."""
+    return tuple(v for v in VARIANTS if v.trunk in trunks)
 
 
 def build_head(variant: Variant, channels: Sequence[int], out_channels: int) -> nn.Module:
@@ -265,7 +303,10 @@ def train_variant(variant: Variant, taps: dict[str, tuple[list[torch.Tensor], li
 
 
 def recolour(frames: LabFrames, ab: torch.Tensor) -> np.ndarray:
-    """RGB (``N x H x W x 3`` uint8) of the true L with predicted ab."""
+    """RGB (``N x H x W x 3`` uint8) of the true L with predicted ab (one ab per frame, in order)."""
+    if len(ab) != len(frames):
+        raise ValueError(f"{len(ab)} ab predictions for {len(frames)} frames: pick the same frames of both "
+                         "(frames.subset(index), ab[index])")
     return np.stack([join_lab(l[0].numpy(), a.permute(1, 2, 0).numpy()) for l, a in zip(frames.lightness, ab)])
 
 
