@@ -20,11 +20,19 @@ def lock() -> dict[str, str]:
     return pins
 
 
+# Extras outside the lock: pinned exactly in pyproject.toml itself, installed by hand.
+UNLOCKED_EXTRAS = ("bench",)
+
+
+def project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
 def direct_requirements() -> list[Requirement]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = [Requirement(r) for r in project["dependencies"]]
-    for extra in project["optional-dependencies"].values():
-        reqs += [Requirement(r) for r in extra]
+    reqs = [Requirement(r) for r in project()["dependencies"]]
+    for name, extra in project()["optional-dependencies"].items():
+        if name not in UNLOCKED_EXTRAS:
+            reqs += [Requirement(r) for r in extra]
     return reqs
 
 
@@ -61,6 +69,14 @@ def test_the_pins_the_book_promises():
     pins = lock()
     assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
     assert pins["jupyter-book"].startswith("1.")
+
+
+def test_unlocked_extras_pin_exact_versions_and_stay_out_of_the_lock():
+    pins = lock()
+    for name in UNLOCKED_EXTRAS:
+        for req in map(Requirement, project()["optional-dependencies"][name]):
+            assert [s.operator for s in req.specifier] == ["=="], f"[{name}] must pin {req.name} exactly"
+            assert canonicalize_name(req.name) not in pins, f"[{name}]'s {req.name} must not enter the lock"
 
 
 def test_torch_is_a_range_so_colab_keeps_its_own():
