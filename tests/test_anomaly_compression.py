@@ -224,3 +224,18 @@ def test_resolution_sweep_fits_one_baseline_per_crop():
     assert list(frame.grid) == ["8x8", "10x10"]
     assert ((frame.image_auc_low <= frame.image_auc) & (frame.image_auc <= frame.image_auc_high)).all()
     assert frame.pixel_auc.between(0, 1).all() and (frame.fit_s > 0).all()
+
+
+def test_the_benchmark_record_becomes_a_table_and_a_figure(tmp_path):
+    import json
+
+    with pytest.raises(FileNotFoundError, match="padim_compare.py"):
+        study.load_benchmark(tmp_path)
+    rows = [{"implementation": name, "crop": 224, "dims": 100, "fit_s": 8.0, "infer_s": 3.0, "backbone_s": 8.5,
+             "padim_s": 2.5, "peak_rss_above_baseline_mib": 800.0, "image_auc": 0.77, "pixel_auc": 0.94,
+             "status": "ok"} for name in ("book", "anomalib")]
+    rows.append({"implementation": "reference", "crop": 448, "dims": 100, "status": "skipped"})
+    (tmp_path / study.BENCHMARK_FILE).write_text(json.dumps({"rows": rows}))
+    table = study.benchmark_table(study.load_benchmark(tmp_path))
+    assert list(table["implementation"]) == ["book", "anomalib"] and "PaDiM s" in table.columns
+    assert len(study.plot_benchmark(table).axes) == 1

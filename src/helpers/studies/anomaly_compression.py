@@ -514,6 +514,49 @@ def plot_rate_auc(sweep: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+BENCHMARK_FILE = "padim_benchmark.json"  # under results/benchmarks/, written by benchmarks/padim_compare.py
+BENCHMARK_COLUMNS = {"implementation": "implementation", "crop": "crop", "dims": "dims", "fit_s": "fit s",
+                     "infer_s": "infer s", "backbone_s": "backbone s", "padim_s": "PaDiM s",
+                     "peak_rss_above_baseline_mib": "peak MiB", "image_auc": "image AUC", "pixel_auc": "pixel AUC",
+                     "map_pearson_r": "map r"}
+
+
+def load_benchmark(folder) -> dict:
+    """The committed PaDiM benchmark record (``benchmarks/padim_compare.py``), or a clear error."""
+    from pathlib import Path
+
+    path = Path(folder) / BENCHMARK_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run `python benchmarks/padim_compare.py` (needs the bench "
+                                "extra: pip install -e \".[bench]\")")
+    import json
+
+    return json.loads(path.read_text())
+
+
+def benchmark_table(record: dict) -> pd.DataFrame:
+    """One row per measured run, the columns a reader compares (failed or skipped runs left out)."""
+    rows = [r for r in record["rows"] if r.get("status") == "ok"]
+    frame = pd.DataFrame(rows).reindex(columns=list(BENCHMARK_COLUMNS))
+    return frame.rename(columns=BENCHMARK_COLUMNS)
+
+
+def plot_benchmark(table: pd.DataFrame) -> plt.Figure:
+    """Seconds per run, split into the backbone forward and PaDiM's own work, per setting."""
+    settings = list(dict.fromkeys(zip(table["crop"], table["dims"])))
+    fig, axes = plt.subplots(1, len(settings), figsize=(3.4 * len(settings), 2.8), dpi=110, squeeze=False)
+    for ax, (crop, dims) in zip(axes[0], settings):
+        part = table[(table["crop"] == crop) & (table["dims"] == dims)]
+        names = list(part["implementation"])
+        ax.barh(names, part["backbone s"], color="0.7", label="backbone forward")
+        ax.barh(names, part["PaDiM s"], left=part["backbone s"], color="tab:blue", label="PaDiM's own work")
+        ax.invert_yaxis()
+        ax.set(title=f"crop {crop}, {dims} dims", xlabel="seconds (fit + inference)")
+    axes[0, 0].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def format_table1(table: pd.DataFrame) -> str:
     """Table 1 as aligned text: our value / the paper's, rounded."""
     def pair(ours: float, theirs: float | None, digits: int) -> str:
