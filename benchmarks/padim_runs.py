@@ -25,6 +25,7 @@ import padim_reference as reference
 from helpers import backbones
 from helpers.data.mvtec import load_mvtec, read_ground_truth, read_images
 from helpers.padim import Padim, image_auc, pixel_auc, prepare_images, prepare_masks
+from helpers.studies.anomaly_compression import PeakMemory
 from padim_compare import (
     BACKBONE,
     BATCH_SIZE,
@@ -42,32 +43,25 @@ class PeakRss:
     """Peak resident memory inside a ``with`` block, in bytes (``.peak``).
 
     On Linux the kernel's high-water mark is reset on entry (``/proc/self/clear_refs``)
-    and read on exit, so no short spike is missed; elsewhere a thread samples every 5 ms.
+    and read on exit, so no short spike is missed; elsewhere the chapter's sampling
+    ``PeakMemory`` stands in.
     """
 
     CLEAR_REFS, STATUS = Path("/proc/self/clear_refs"), Path("/proc/self/status")
 
     def __init__(self) -> None:
-        self.process, self.peak = psutil.Process(), 0
-        self._stop: Any = None
+        self.peak = 0
+        self._sampler: PeakMemory | None = None
 
     def __enter__(self) -> "PeakRss":
         try:
             self.CLEAR_REFS.write_text("5")  # "5": reset the peak RSS (Linux >= 4.0)
         except OSError:
-            import threading
-
-            self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
+            self._sampler = PeakMemory().__enter__()
         return self
 
-    def _sample(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, self.process.memory_info().rss)
-
     def __exit__(self, *exc: object) -> None:
-        if self._stop is None:
+        if self._sampler is None:
             line = next(
                 s
                 for s in self.STATUS.read_text().splitlines()
@@ -75,9 +69,8 @@ class PeakRss:
             )
             self.peak = int(line.split()[1]) * 1024
         else:
-            self._stop.set()
-            self._thread.join()
-        self.peak = max(self.peak, self.process.memory_info().rss)
+            self._sampler.__exit__(*exc)
+            self.peak = int(self._sampler.peak_mib * MIB)
 
 
 class Timed(nn.Module):

@@ -8,10 +8,13 @@ scores PaDiM on every stored set (``Sweep``), and the tables, figures and claims
 from __future__ import annotations
 
 import io
+import json
 import math
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -336,7 +339,7 @@ def baseline_run(padim: Padim, train: np.ndarray, test: np.ndarray, truth: np.nd
             "fit_s": fitted - began, "score_s": time.perf_counter() - fitted}
 
 
-def resolution_sweep(make_padim, train: np.ndarray, test: np.ndarray, truth: np.ndarray, labels: np.ndarray,
+def resolution_sweep(make_padim: Callable[[int, int], Padim], train: np.ndarray, test: np.ndarray, truth: np.ndarray, labels: np.ndarray,
                      crops: tuple[int, ...], seed: int = 0) -> pd.DataFrame:
     """The PNG baseline at each crop size; ``make_padim(resize, crop)`` builds the detector."""
     rows = []
@@ -521,16 +524,12 @@ BENCHMARK_COLUMNS = {"implementation": "implementation", "crop": "crop", "dims":
                      "map_pearson_r": "map r"}
 
 
-def load_benchmark(folder) -> dict:
+def load_benchmark(folder: str | Path) -> dict:
     """The committed PaDiM benchmark record (``benchmarks/padim_compare.py``), or a clear error."""
-    from pathlib import Path
-
     path = Path(folder) / BENCHMARK_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run `python benchmarks/padim_compare.py` (needs the bench "
                                 "extra: pip install -e \".[bench]\")")
-    import json
-
     return json.loads(path.read_text())
 
 
