@@ -38,17 +38,29 @@ def test_scale_comparison_counts_flops():
     assert (table["the study"] > 0).all()
 
 
-def test_judge_takes_any_size_and_unrelated_ssim_floor():
-    judge = study.DomainJudge(3, width=4, size=16).eval()
+def test_judge_starts_from_imagenet_weights_and_takes_any_size():
+    model, record = study.judge_backbone("smoke", trainable=False)
+    assert record.weights == "imagenet" and record.arch == study.JUDGE_BACKBONE
+    judge = study.DishJudge(model, record, 3, size=32).eval()
     assert judge(torch.zeros(2, 3, 16, 16)).shape == judge(torch.zeros(2, 3, 48, 48)).shape == (2, 3)
+    assert judge.features(torch.zeros(1, 3, 16, 16)).shape == (1, model.num_features)
+    # the KID tap is the frozen ImageNet network: the same features the judge started from
+    tap, _ = study.kid_features(replace(study.settings("smoke"), judge_size=32), "smoke")
+    x = torch.rand(2, 3, 24, 24) * 2 - 1
+    torch.testing.assert_close(tap(x), judge.features(x))
+    assert not any(p.requires_grad for p in tap.parameters())
+
+
+def test_unrelated_ssim_floor():
     same = torch.full((4, 3, 16, 16), 90, dtype=torch.uint8)
     assert study.unrelated_ssim(same) == pytest.approx(1.0)
     noise = torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     assert study.unrelated_ssim(noise) < 0.2
 
 
-def _summary(acc, kid, kid0=1.0, ssim=0.8, l1=0.05):
-    return {"target_accuracy": acc, "kid": kid, "kid_untranslated": kid0, "structure_ssim": ssim, "cycle_l1": l1}
+def _summary(acc, kid, kid0=1.0, ssim=0.8, l1=0.05, worst=None):
+    return {"target_accuracy": acc, "worst_target_accuracy": acc if worst is None else worst, "kid": kid,
+            "kid_untranslated": kid0, "structure_ssim": ssim, "cycle_l1": l1}
 
 
 def test_claim_verdicts_follow_the_measurements():
@@ -71,6 +83,22 @@ def test_claim_verdicts_follow_the_measurements():
     assert mixed["04-data-size"] == mixed["04-cleaning"] == "differs"
     low_ssim = study.claims(cfg, _summary(0.7, 0.2, ssim=0.5), _summary(0.7, 0.2), curve, 0.1, effect, scale)
     assert low_ssim[1].verdict == "differs"  # 0.5 is below the midpoint 0.55 between 0.1 and 1
+
+
+def test_a_dish_at_chance_or_a_gap_within_noise_is_not_evidence():
+    cfg = study.settings("cpu")  # 4 dishes, 40 test photos each: 120 translations into a dish
+    scale = study.scale_comparison(cfg, study.settings("gpu"), 400)
+    curve = pd.DataFrame({0.25: {**_summary(0.4, 0.5), "photos": 100}, 1.0: {**_summary(0.7, 0.2), "photos": 400}}).T
+    effect = {"spread_before": 0.5, "spread_after": 0.4, "removed": 12, "cleaned_target_accuracy": 0.8,
+              "uncleaned_target_accuracy": 0.6, "cleaned_kid": 0.1, "uncleaned_kid": 0.2}
+    one_dish_missed = study.claims(cfg, _summary(0.7, 0.2, worst=0.3), _summary(0.65, 0.3), curve, 0.1, effect, scale)
+    verdicts = {c.id: c.verdict for c in one_dish_missed}
+    assert verdicts["04-translate"] == "differs" and "not above chance" in one_dish_missed[0].why
+    assert verdicts["04-data-size"] == verdicts["04-cleaning"] == "not comparable"
+    close = {**effect, "cleaned_target_accuracy": 0.98, "uncleaned_target_accuracy": 0.975}  # 98 % vs 98 %
+    tie = {c.id: c for c in study.claims(cfg, _summary(0.7, 0.2), _summary(0.65, 0.3), curve, 0.1, close, scale)}
+    assert tie["04-cleaning"].verdict == "not comparable" and "differ by less" in tie["04-cleaning"].why
+    assert tie["04-data-size"].verdict == "reproduced"  # 40 % -> 70 % on 480 translations each is beyond noise
 
 
 @pytest.fixture
@@ -107,8 +135,11 @@ def test_runs_are_checkpointed_evaluated_and_subsets_nested(tiny_food, isolated)
     assert again.history.trained_now == 0
     for a, b in zip(run.G.parameters(), again.G.parameters()):
         torch.testing.assert_close(a, b)
-    judge, history, cached = study.train_judge(cfg, data)
-    assert not cached and history.epochs == 1 and study.train_judge(cfg, data)[2]
-    report = study.evaluate(cfg, run, judge, data.test_x_large, data.test_y)
+    cfg = replace(cfg, judge_size=32)
+    judge = study.train_judge(cfg, data, "smoke")
+    assert not judge.was_cached and judge.history.epochs == 1 and study.train_judge(cfg, data, "smoke").was_cached
+    assert judge.record.weights == "imagenet"
+    kid_tap, _ = study.kid_features(cfg, "smoke")
+    report = study.evaluate(cfg, run, judge.model, kid_tap, data.test_x_large, data.test_y)
     assert report.size == 32 and report.target_accuracy.shape == (2, 2) and report.counts.tolist() == [3, 3]
     assert study.grid_indices(data.test_y, 2).tolist() == [0, 1, 3, 4]

@@ -3,7 +3,8 @@
 The study embedded every photo of its most varied category with an ImageNet VGG16 (the 4,096
 values of fc6), split them into k = 8 clusters and dropped the cluster of off-type dishes.
 ``backbone_extractor`` taps fc6 when the backbone has torchvision's VGG classifier and the
-globally pooled last convolutional features otherwise (a ResNet, or a VGG without that head);
+globally pooled last convolutional features otherwise (a ResNet, a timm EfficientNet-Lite, or a
+VGG without that head);
 ``kmeans_clean`` clusters L2-normalised features and picks the cluster to drop: the one whose
 centre lies farthest from the rest of the category, or the one a reader names after looking.
 """
@@ -53,7 +54,23 @@ def backbone_extractor(model: nn.Module, mean: Sequence[float], std: Sequence[fl
                                                               "layer1", "layer2", "layer3", "layer4")])
         tap = FeatureTap(trunk, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), mean, std)
         return tap.eval(), f"the ResNet trunk's layer4 features, averaged over the image ({model.fc.in_features} values)"
-    raise TypeError(f"no feature tap for a {type(model).__name__}: expected a torchvision VGG or ResNet")
+    if hasattr(model, "forward_features") and hasattr(model, "num_features"):
+        tap = FeatureTap(_TimmTrunk(model), nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), mean, std)
+        return tap.eval(), (f"the {type(model).__name__} trunk's last features (after its 1x1 head convolution), "
+                            f"averaged over the image ({model.num_features} values)")
+    raise TypeError(f"no feature tap for a {type(model).__name__}: expected a torchvision VGG or ResNet, "
+                    "or a timm network (as helpers.backbones.load returns)")
+
+
+class _TimmTrunk(nn.Module):
+    """A timm network's ``forward_features``: the last feature map, before pooling and classifier."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x)
 
 
 @torch.no_grad()

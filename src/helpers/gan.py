@@ -355,6 +355,7 @@ class TranslationReport:
         return {
             "real_accuracy": float((self.real_accuracy * self.counts).sum() / self.counts.sum()),
             "target_accuracy": self.off_diagonal_mean(self.target_accuracy),
+            "worst_target_accuracy": min(self.accuracy_into(t) for t in range(len(self.domains))),
             "cycle_l1": self.off_diagonal_mean(self.cycle_l1),
             "structure_ssim": self.off_diagonal_mean(self.structure_ssim),
             "kid": float(self.kid.mean()),
@@ -364,20 +365,24 @@ class TranslationReport:
 
 @torch.no_grad()
 def evaluate_translations(G: nn.Module, images: torch.Tensor, labels: torch.Tensor, features: nn.Module,
-                          head: nn.Module, domains: tuple[str, ...], *, batch_size: int = 32, kid_subsets: int = 50,
-                          seed: int = 0, device: str = "cpu") -> TranslationReport:
+                          head: nn.Module, domains: tuple[str, ...], *, kid_features: nn.Module | None = None,
+                          batch_size: int = 32, kid_subsets: int = 50, seed: int = 0,
+                          device: str = "cpu") -> TranslationReport:
     """Translate every uint8 image to every other domain and score the results with an independent judge.
 
     ``features`` maps images in [-1, 1] to vectors and ``head`` maps those to domain logits (a
-    classifier trained on real photos, not the discriminator); KID is computed on ``features``.
+    classifier trained on real photos, not the discriminator); KID is computed on ``kid_features``
+    (another map of images in [-1, 1] to vectors), or on ``features`` when it is not given.
     """
     n = len(domains)
     labels = torch.as_tensor(labels, dtype=torch.long)
     if G.n_domains != n or len(labels) != len(images):
         raise ValueError(f"{n} domain names for a {G.n_domains}-domain generator; {len(images)} images, {len(labels)} labels")
+    kid_features = features if kid_features is None else kid_features
     G.eval()
     features.eval()
     head.eval()
+    kid_features.eval()
     hits, l1, sim = np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n))
     real_feats, real_hits = [], np.zeros(n)
     fake_feats: list[list[torch.Tensor]] = [[] for _ in range(n)]
@@ -385,19 +390,18 @@ def evaluate_translations(G: nn.Module, images: torch.Tensor, labels: torch.Tens
         x8, y = images[start:start + batch_size], labels[start:start + batch_size]
         x = to_unit(x8).to(device)
         f = features(x)
-        real_feats.append(f.cpu())
+        real_feats.append(kid_features(x).cpu())
         np.add.at(real_hits, y.numpy(), (head(f).argmax(1).cpu() == y).numpy())
         gray_in = _gray(x8)
         for t in range(n):
             fake = G(x, one_hot(torch.full_like(y, t), n).to(device))
-            ff = features(fake)
-            np.add.at(hits[:, t], y.numpy(), (head(ff).argmax(1).cpu() == t).numpy())
+            np.add.at(hits[:, t], y.numpy(), (head(features(fake)).argmax(1).cpu() == t).numpy())
             back = G(fake, one_hot(y, n).to(device))
             np.add.at(l1[:, t], y.numpy(), ((back - x).abs().mean(dim=(1, 2, 3)) / 2).cpu().numpy())
             gray_out = _gray(to_uint8(fake).cpu())
             np.add.at(sim[:, t], y.numpy(), [ssim(a, b, data_range=1.0) for a, b in zip(gray_in, gray_out)])
             keep = (y != t).cpu()
-            fake_feats[t].append(ff.cpu()[keep])
+            fake_feats[t].append(kid_features(fake).cpu()[keep])
     counts = np.bincount(labels.numpy(), minlength=n)
     if (counts == 0).any():
         raise ValueError(f"every domain needs test images; counts per domain: {dict(zip(domains, counts.tolist()))}")
