@@ -92,7 +92,7 @@ def test_claims_are_computed_from_the_measurements():
     runs = jr.caption_runs([7, 2])
     bleu = jr.bleu_table({run: [{c: 20.0 + s - (10 if c == "2" and run == "baseline" else 0) for c in jr.CONDITIONS}
                                 for s in range(3)] for run in runs})
-    claims = {c.id: c for c in jr.headline_claims(acc, correct, resamples, bleu, [7, 2])}
+    claims = {c.id: c for c in jr.headline_claims(acc, correct, resamples, bleu, [7, 2], n_classes=10)}
     assert claims["q2-gain"].verdict == "reproduced"
     assert claims["lower-q-copies-better"].verdict == "reproduced"
     assert claims["caption-baseline-drop"].verdict == "reproduced"
@@ -125,3 +125,59 @@ def test_caption_runs_map_to_paper_rows():
     assert jr.paper_caption_row("captioner+7") == ("orig", "orig+7")
     assert jr.word_overlap(["a", "dog"], ["A dog runs."]) == 1.0 and jr.word_overlap([], ["x"]) == 0.0
     assert jr.low_quality_mean({"7": 1.0, "5": 2.0, "3": 3.0, "2": 4.0}) == 2.5
+
+
+def test_interval_claims_need_the_whole_interval_on_the_right_side():
+    correct = fake_correct()
+    resamples = jr.bootstrap_indices(200, 300)
+    kept = jr._clean_kept_claim("c", "x", correct, resamples, ["orig", "orig+2"])
+    # the same clean accuracy (0.8) in both mixes: a paired interval of a few points around 0 reaches below -2
+    low = jr.paired_gain(correct, "orig+2", "orig", "uncompressed", resamples)[1]
+    assert kept.verdict == ("reproduced" if low > -2 else "differs") and "lies above -2" in kept.why
+    better = {**correct, "orig+2": {**correct["orig+2"], "uncompressed": np.ones(200, bool)}}
+    assert jr._clean_kept_claim("c", "x", better, resamples, ["orig", "orig+2"]).verdict == "reproduced"
+    tie = {**correct, "orig+2": {**correct["orig+2"], "2": correct["orig"]["2"].copy()}}
+    tie["orig+2"]["2"][:3] = ~tie["orig+2"]["2"][:3]  # a gain of at most 1.5 points: its interval straddles 0
+    assert jr._gain_claim("g", "x", tie, resamples, 0.1).verdict == "differs"
+    assert jr._gain_claim("g", "x", correct, resamples, 0.1).verdict == "reproduced"
+    chance = {m: {c: np.zeros(200, bool) | (np.arange(200) % 10 == 0) for c in jr.CONDITIONS} for m in correct}
+    chance["orig+2"]["2"] = np.ones(200, bool)
+    assert jr._gain_claim("g", "x", chance, resamples, 0.1).verdict == "not comparable"  # baseline at 10 % = chance
+
+
+def test_caption_claims_are_not_comparable_when_the_captioner_did_not_learn():
+    correct = fake_correct()
+    resamples = jr.bootstrap_indices(200, 300)
+    acc = jr.accuracy_table(correct, resamples)
+    runs = jr.caption_runs([2])
+    weak = jr.bleu_table({run: [{c: 4.0 + s - (2 if c == "2" and run == "baseline" else 0) for c in jr.CONDITIONS}
+                                for s in range(3)] for run in runs})
+    claims = {c.id: c for c in jr.headline_claims(acc, correct, resamples, weak, [2], n_classes=10)}
+    assert claims["caption-baseline-drop"].verdict == claims["encoder-vs-captioner-2"].verdict == "not comparable"
+    assert "barely describe" in claims["encoder-vs-captioner-2"].why
+
+
+def test_pretrained_track_claims_and_zero_shot_reads_imagenette_logits():
+    correct = {"zero-shot": fake_correct()["orig"], **fake_correct()}
+    resamples = jr.bootstrap_indices(200, 300)
+    acc = jr.accuracy_table(correct, resamples)
+    claims = {c.id: c for c in jr.pretrained_claims(acc, correct, resamples, ["orig", "orig+2"], 10)}
+    assert set(claims) == {"zero-shot-collapse", "pretrained-collapse", "clean-kept-pretrained", "q2-gain-pretrained"}
+    assert claims["zero-shot-collapse"].ours == 3 and claims["q2-gain-pretrained"].verdict == "reproduced"
+    logits = torch.zeros(2, 1000)
+    logits[0, 217], logits[1, 0] = 5.0, 5.0  # English springer, tench
+    zero_shot = jr.ZeroShot(torch.nn.Identity(), ["n01440764", "n02102040"])
+    assert zero_shot(logits).argmax(1).tolist() == [1, 0]
+    with pytest.raises(ValueError, match="no ImageNet class"):
+        jr.ZeroShot(torch.nn.Identity(), ["n99999999"])
+
+
+def test_the_pretrained_classifier_starts_from_imagenet_and_feeds_the_captioner():
+    model = jr.new_classifier("efficientnet_lite0", 3, seed=0).eval()
+    assert model(jr.normalise(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))).shape == (2, 3)
+    lite, _ = jr.backbones.load("efficientnet_lite0", weights="imagenet")
+    torch.testing.assert_close(model[1].conv_stem.weight, lite.conv_stem.weight)  # ImageNet weights, not random
+    encoder = jr.encoder_from(model.state_dict(), "efficientnet_lite0", 3, grid=2)
+    assert encoder(jr.normalise(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))).shape == (1, 4, 1280)
+    with pytest.raises(ValueError, match="unknown classifier"):
+        jr.new_classifier("vgg11", 3)

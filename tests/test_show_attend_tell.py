@@ -1,8 +1,10 @@
 import pytest
+import timm
 import torch
+from torch import nn
 from torchvision.models import resnet18
 
-from helpers.models.show_attend_tell import AttentionDecoder, FeatureMapEncoder, beam_search, caption_loss
+from helpers.models.show_attend_tell import AttentionDecoder, FeatureMapEncoder, Renormalise, beam_search, caption_loss
 
 V, P, D = 12, 4, 8
 
@@ -25,16 +27,35 @@ def greedy(dec, features, start, end, max_len):
 
 
 def test_encoder_gives_a_grid_of_region_features():
-    encoder = FeatureMapEncoder(resnet18(weights=None, num_classes=3), grid=2).eval()
+    encoder = FeatureMapEncoder.from_classifier(resnet18(weights=None, num_classes=3), grid=2).eval()
     out = encoder(torch.randn(2, 3, 64, 64))
     assert out.shape == (2, 4, 512) and encoder.dim == 512
-    encoder.fine_tune(True, from_block=4)
+    encoder.fine_tune(True, last=1)
     trainable = {n.split(".")[1] for n, p in encoder.named_parameters() if p.requires_grad}
-    assert trainable == {"3"}  # only layer4
+    assert trainable == {"4"}  # only layer4 (stage 0 is the stem)
     encoder.fine_tune(False)
     assert not any(p.requires_grad for p in encoder.parameters())
-    with pytest.raises(ValueError, match="from_block"):
-        encoder.fine_tune(True, from_block=0)
+    with pytest.raises(ValueError, match="last"):
+        encoder.fine_tune(True, last=0)
+    with pytest.raises(TypeError, match="no encoder"):
+        FeatureMapEncoder.from_classifier(nn.Linear(3, 3))
+
+
+def test_efficientnet_encoder_behind_a_renormalising_adapter():
+    lite = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=3).eval()
+    adapter = Renormalise((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (0.5,) * 3, (0.5,) * 3)
+    x01 = torch.rand(2, 3, 64, 64)
+    imagenet = (x01 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    torch.testing.assert_close(adapter(imagenet), (x01 - 0.5) / 0.5)
+    encoder = FeatureMapEncoder.from_classifier(nn.Sequential(adapter, lite), grid=2).eval()
+    assert encoder(imagenet).shape == (2, 4, 1280) and encoder.dim == 1280 and len(encoder.stages) == 9
+    # the encoder is the classifier's own trunk: pooling its map gives the classifier's pre-logits
+    pooled = encoder.pool.__class__(1)
+    x = encoder.stages[0](imagenet)
+    for stage in encoder.stages[1:]:
+        x = stage(x)
+    torch.testing.assert_close(pooled(x).flatten(1), lite.forward_head(lite.forward_features((x01 - 0.5) / 0.5),
+                                                                        pre_logits=True))
 
 
 def test_teacher_forcing_shapes_and_attention_sums_to_one():

@@ -1,7 +1,8 @@
 """Show, Attend and Tell (Xu et al. 2015): a CNN feature-map encoder and an LSTM decoder with soft attention.
 
-The encoder is the trunk of a torchvision ResNet (everything before its pooling and classifier),
-so the captioner can start from a ResNet-18 trained on classification, as in the study. The decoder
+The encoder is the trunk of a classifier (a torchvision ResNet or a timm EfficientNet, everything
+before its pooling and classifier), so the captioner can start from a network trained on
+classification, as in the study. The decoder
 attends over the encoder's grid of region features at every word, is trained with teacher forcing
 and the doubly stochastic attention penalty, and decodes with beam search.
 """
@@ -15,33 +16,67 @@ from torchvision.models import ResNet
 
 
 class FeatureMapEncoder(nn.Module):
-    """A ResNet trunk whose last feature map, pooled to ``grid`` x ``grid``, gives ``grid**2`` region vectors."""
+    """A classifier's trunk whose last feature map, pooled to ``grid`` x ``grid``, gives ``grid**2`` region vectors.
 
-    def __init__(self, backbone: ResNet, grid: int = 4) -> None:
+    ``stages`` run in order (the stem first); ``from_classifier`` cuts them from a torchvision ResNet
+    (stem, layer1 ... layer4) or a timm EfficientNet (stem, its seven block stages, the 1x1 head
+    convolution), optionally behind an input adapter such as ``Renormalise``.
+    """
+
+    def __init__(self, stages: list[nn.Module], dim: int, grid: int = 4) -> None:
         super().__init__()
-        self.stem = nn.Sequential(backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool)
-        self.blocks = nn.ModuleList([backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4])
+        self.stages = nn.ModuleList(stages)
         self.pool = nn.AdaptiveAvgPool2d(grid)
-        self.dim = backbone.fc.in_features
+        self.dim = dim
         self.grid = grid
+
+    @classmethod
+    def from_classifier(cls, model: nn.Module, grid: int = 4) -> "FeatureMapEncoder":
+        """The encoder of a ResNet or timm EfficientNet classifier (``nn.Sequential(adapter, net)`` too)."""
+        adapter: list[nn.Module] = []
+        if isinstance(model, nn.Sequential) and len(model) == 2:
+            adapter, model = [model[0]], model[1]
+        if isinstance(model, ResNet):
+            stem = nn.Sequential(*adapter, model.conv1, model.bn1, model.relu, model.maxpool)
+            return cls([stem, model.layer1, model.layer2, model.layer3, model.layer4], model.fc.in_features, grid)
+        if all(hasattr(model, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):
+            stem = nn.Sequential(*adapter, model.conv_stem, model.bn1)
+            head = nn.Sequential(model.conv_head, model.bn2)
+            return cls([stem, *model.blocks, head], model.num_features, grid)
+        raise TypeError(f"no encoder for a {type(model).__name__}: expected a torchvision ResNet or a timm EfficientNet")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` normalised images -> ``(B, grid*grid, dim)`` region features."""
-        x = self.stem(images)
-        for block in self.blocks:
-            x = block(x)
+        x = images
+        for stage in self.stages:
+            x = stage(x)
         return self.pool(x).flatten(2).transpose(1, 2)
 
-    def fine_tune(self, enabled: bool, from_block: int = 1) -> None:
-        """Freeze everything, then (if ``enabled``) unfreeze residual stages ``from_block``..4 (1-based)."""
-        if not 1 <= from_block <= 4:
-            raise ValueError(f"from_block must be 1 to 4, got {from_block}")
+    def fine_tune(self, enabled: bool, last: int = 1) -> None:
+        """Freeze everything, then (if ``enabled``) unfreeze the ``last`` stages (the deepest ones)."""
+        if not 1 <= last < len(self.stages):
+            raise ValueError(f"last must be 1 to {len(self.stages) - 1} stages (the stem stays frozen), got {last}")
         for p in self.parameters():
             p.requires_grad = False
         if enabled:
-            for block in self.blocks[from_block - 1:]:
-                for p in block.parameters():
+            for stage in self.stages[-last:]:
+                for p in stage.parameters():
                     p.requires_grad = True
+
+
+class Renormalise(nn.Module):
+    """Images normalised with one mean/std re-normalised to another (e.g. ImageNet's to EfficientNet-Lite's)."""
+
+    def __init__(self, mean_in: tuple[float, ...], std_in: tuple[float, ...], mean_out: tuple[float, ...],
+                 std_out: tuple[float, ...]) -> None:
+        super().__init__()
+        view = lambda v: torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1)  # noqa: E731
+        # x_out = (x_in * std_in + mean_in - mean_out) / std_out = x_in * scale + shift
+        self.register_buffer("scale", view(std_in) / view(std_out))
+        self.register_buffer("shift", (view(mean_in) - view(mean_out)) / view(std_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale + self.shift
 
 
 class SoftAttention(nn.Module):
