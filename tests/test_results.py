@@ -52,3 +52,11 @@ def test_format_provenance_lists_every_field():
 def test_results_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
     assert results.results_dir() == tmp_path
+
+
+def test_format_provenance_wraps_long_lines_under_their_key():
+    source = "$BOOK_DATA_DIR/mnist/t10k-images-idx3-ubyte.gz (BOOK_DATA_DIR; official files; sha256 matches registry)"
+    text = results.format_provenance({"profile": "cpu", "data": {"mnist test": {"source": source, "images": 10000}}})
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= 100 and len(lines) == 4
+    assert lines[3].startswith("      ") and "images=10000" in text

@@ -15,6 +15,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -212,17 +213,26 @@ def load_all(directory: Path | None = None) -> list[dict]:
     return records
 
 
-def format_provenance(provenance: Mapping[str, Any]) -> str:
-    """The provenance record as aligned ``key: value`` lines for the chapter's last cell."""
-    width = max(len(k) for k in provenance)
+def format_provenance(provenance: Mapping[str, Any], width: int = 100) -> str:
+    """The provenance record as aligned ``key: value`` lines for the chapter's last cell.
+
+    Lines longer than ``width`` characters wrap at spaces, indented under their key, so that
+    the record fits the page.
+    """
+    key_width = max(len(k) for k in provenance)
     lines = []
+
+    def add(text: str, indent: str) -> None:
+        lines.extend(textwrap.wrap(text, width, subsequent_indent=indent, break_long_words=False,
+                                   break_on_hyphens=False) or [text])
+
     for key, value in provenance.items():
         if not isinstance(value, Mapping):
-            lines.append(f"{key:<{width}}  {value}")
+            add(f"{key:<{key_width}}  {value}", " " * (key_width + 4))
             continue
         lines.append(f"{key}:")
         for name, item in value.items():
             if isinstance(item, Mapping):
                 item = ", ".join(f"{k}={v}" for k, v in item.items())
-            lines.append(f"  {name}: {item}")
+            add(f"  {name}: {item}", "      ")
     return "\n".join(lines)

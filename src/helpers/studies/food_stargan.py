@@ -50,6 +50,7 @@ from helpers.train import History, train_classifier
 CACHE_KIND = "food-stargan"
 # The judge and the KID features: ImageNet weights that ship with the book (helpers.backbones).
 JUDGE_BACKBONE = "efficientnet_lite0"
+FIGURE_DPI = 110
 # The study's scale, for the comparison printed in the chapter.
 STUDY = {"images": 230_000, "domains": 10, "epochs": 20, "batch_size": 32, "image_size": 256, "test_size": 512,
          "k": 8, "fc6": 4096, "cleaned_images": 80_000}
@@ -377,12 +378,12 @@ def _show_row(axes: np.ndarray, images: torch.Tensor) -> None:
 
 def plot_examples(images: torch.Tensor, labels: torch.Tensor, domains: tuple[str, ...], per_domain: int = 6) -> plt.Figure:
     """A row of photos per dish."""
-    fig, axes = plt.subplots(len(domains), per_domain, figsize=(1.1 * per_domain, 1.15 * len(domains)), dpi=80,
+    fig, axes = plt.subplots(len(domains), per_domain, figsize=(1.1 * per_domain, 1.15 * len(domains)), dpi=FIGURE_DPI,
                              squeeze=False)
     for row, name in enumerate(domains):
         members = torch.nonzero(labels == row).flatten()[:per_domain]
         _show_row(axes[row], images[members])
-        axes[row, 0].set_ylabel(name.replace("_", " "), fontsize=8)
+        axes[row, 0].set_ylabel(name.replace("_", " "), fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -390,11 +391,11 @@ def plot_examples(images: torch.Tensor, labels: torch.Tensor, domains: tuple[str
 def plot_clusters(images: torch.Tensor, result: Cleaning, per_cluster: int = 8) -> plt.Figure:
     """A row of photos per k-means cluster; the removed cluster's row is marked."""
     k = len(result.sizes)
-    fig, axes = plt.subplots(k, per_cluster, figsize=(1.0 * per_cluster, 1.05 * k), dpi=80, squeeze=False)
+    fig, axes = plt.subplots(k, per_cluster, figsize=(1.0 * per_cluster, 1.05 * k), dpi=FIGURE_DPI, squeeze=False)
     for c in range(k):
         _show_row(axes[c], images[np.flatnonzero(result.assignments == c)[:per_cluster]])
         mark = " REMOVED" if c == result.removed else ""
-        axes[c, 0].set_ylabel(f"{c}: n={result.sizes[c]}\nd={result.distance_from_rest[c]:.2f}{mark}", fontsize=7,
+        axes[c, 0].set_ylabel(f"{c}: n={result.sizes[c]}\nd={result.distance_from_rest[c]:.2f}{mark}", fontsize=9,
                               color="crimson" if mark else "black")
     fig.tight_layout()
     return fig
@@ -414,14 +415,14 @@ def plot_losses(history: StarGANHistory, window: int = 50) -> plt.Figure:
                                    "g_cls (translations)": smooth(g.g_cls, gw)}),
         ("generator", {"g_fake (adversarial)": smooth(g.g_fake, gw), "g_rec (cycle L1)": smooth(g.g_rec, gw)}),
     ]
-    fig, axes = plt.subplots(1, 4, figsize=(13, 2.6), dpi=80)
-    for ax, (title, series) in zip(axes, panels):
+    fig, axes = plt.subplots(2, 2, figsize=(10, 5.2), dpi=FIGURE_DPI)
+    for ax, (title, series) in zip(axes.flat, panels):
         for label, s in series.items():
             ax.plot(s.index, s.values, label=label, lw=1)
         ax.set_title(title, fontsize=9)
-        ax.set_xlabel("iteration", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=7)
+        ax.set_xlabel("iteration", fontsize=9)
+        ax.tick_params(labelsize=9)
+        ax.legend(fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -430,30 +431,33 @@ def plot_translations(inputs: torch.Tensor, grid: torch.Tensor, labels: torch.Te
                       title: str) -> plt.Figure:
     """Rows: input photos; columns: the input, then its translation into every dish."""
     n, k = grid.shape[:2]
-    fig, axes = plt.subplots(n, k + 1, figsize=(1.25 * (k + 1), 1.3 * n), dpi=80, squeeze=False)
+    fig, axes = plt.subplots(n, k + 1, figsize=(1.25 * (k + 1), 1.3 * n), dpi=FIGURE_DPI, squeeze=False)
     for r in range(n):
         _show(axes[r, 0], inputs[r])
-        axes[r, 0].set_ylabel(domains[int(labels[r])].replace("_", " "), fontsize=7)
+        axes[r, 0].set_ylabel(domains[int(labels[r])].replace("_", " "), fontsize=9)
         for t in range(k):
             _show(axes[r, t + 1], grid[r, t])
-    axes[0, 0].set_title("input", fontsize=8)
+    axes[0, 0].set_title("input", fontsize=9)
     for t in range(k):
-        axes[0, t + 1].set_title(f"→ {domains[t].replace('_', ' ')}", fontsize=8)
+        axes[0, t + 1].set_title(f"→ {domains[t].replace('_', ' ')}", fontsize=9)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 
 
-def plot_data_size_curve(curve: pd.DataFrame) -> plt.Figure:
-    """Each metric against the share of training photos (same number of iterations)."""
+def plot_data_size_curve(curve: pd.DataFrame, n_domains: int) -> plt.Figure:
+    """Each metric against the share of training photos (same number of iterations); chance marked."""
     columns = [c for c in ("target_accuracy", "kid", "structure_ssim", "cycle_l1") if c in curve]
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.0 * len(columns), 2.4), dpi=80, squeeze=False)
+    fig, axes = plt.subplots(1, len(columns), figsize=(2.5 * len(columns), 2.6), dpi=FIGURE_DPI, squeeze=False)
     for ax, column in zip(axes[0], columns):
         ax.plot(100 * curve.index, curve[column], "o-")
+        if column == "target_accuracy":
+            ax.axhline(1 / n_domains, color="red", ls=":", lw=1, label="chance")
+            ax.legend(fontsize=9)
         ax.set_title(column.replace("_", " "), fontsize=9)
-        ax.set_xlabel("% of training photos", fontsize=8)
+        ax.set_xlabel("% of training photos", fontsize=9)
         ax.set_xticks(100 * curve.index)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=9)
     fig.tight_layout()
     return fig
 
