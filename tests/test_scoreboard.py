@@ -53,3 +53,15 @@ def test_write_pages_reads_chapters_and_results(tmp_path):
     status = (tmp_path / "book" / "status.md").read_text()
     assert "## 01 · Bytes to digits" in board and "Profile **gpu**" in board and "| reproduced | 1 |" in board
     assert "| 01 Bytes to digits | gpu | gpu |" in status and "smoke |" not in status
+
+
+def test_a_setup_note_repeated_on_many_rows_is_said_once():
+    from helpers.scoreboard import shared_sentences, without_sentences
+
+    note = "Lite0 features vs wide_resnet50_2. 512 px vs 1024 px."
+    whys = [f"row {i} is above the baseline. {note}" for i in range(3)] + ["a different reason."]
+    shared = shared_sentences(whys)
+    assert shared == ["Lite0 features vs wide_resnet50_2.", "512 px vs 1024 px."]
+    assert without_sentences(whys[0], shared) == ("row 0 is above the baseline.", True)
+    assert without_sentences(whys[3], shared) == ("a different reason.", False)
+    assert shared_sentences(whys[:2]) == []  # two rows: not worth a note

@@ -135,13 +135,34 @@ def render_scoreboard(records: list[dict], titles: dict[str, str]) -> str:
         if not claims:
             lines += ["This chapter states no claims to score.", ""]
             continue
+        shared = shared_sentences([c["why"] for c in claims if isinstance(c.get("why"), str)])
+        if shared:
+            lines += [f"Common to the rows marked † (said once here): {' '.join(shared)}", ""]
         lines += ["| claim | paper | ours | verdict | why |", "| --- | --- | --- | --- | --- |"]
-        lines += [
-            f"| {fmt(c['claim'])} | {fmt(c['paper'])} | {fmt(c['ours'])} | **{c['verdict']}** | {fmt(c['why'])} |"
-            for c in claims
-        ]
+        for c in claims:
+            why, marked = without_sentences(c["why"], shared) if isinstance(c.get("why"), str) else (c["why"], False)
+            lines.append(f"| {fmt(c['claim'])} | {fmt(c['paper'])} | {fmt(c['ours'])} | **{c['verdict']}** | "
+                         f"{fmt(why)}{' †' if marked else ''} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _sentences(text: str) -> list[str]:
+    """``text`` split into sentences (after each '. ', the full stop kept)."""
+    return [part for part in re.split(r"(?<=[.]) ", text.strip()) if part]
+
+
+def shared_sentences(whys: list[str], min_rows: int = 3) -> list[str]:
+    """Sentences that end at least ``min_rows`` of a chapter's "why" texts: said once above its table."""
+    counts = Counter(s for why in whys for s in dict.fromkeys(_sentences(why)[1:]))  # in order of first use
+    return [s for s, n in counts.items() if n >= min_rows]
+
+
+def without_sentences(why: str, shared: list[str]) -> tuple[str, bool]:
+    """``why`` without the shared sentences (never emptied), and whether any were removed."""
+    parts = _sentences(why)
+    kept = [parts[0]] + [p for p in parts[1:] if p not in shared]
+    return " ".join(kept), len(kept) < len(parts)
 
 
 def render_status(records: list[dict], titles: dict[str, str], shown: dict[str, str | None]) -> str:
