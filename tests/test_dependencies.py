@@ -88,3 +88,43 @@ def test_environment_yml_python_matches_the_readme():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert "python=3.11" in env["dependencies"]
     assert re.search(r"python3\.11", (ROOT / "Makefile").read_text())
+
+
+def imported_top_level(folder) -> set[str]:
+    """Top-level module names imported anywhere under ``folder`` (absolute imports only)."""
+    import ast
+
+    names = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+# Imported only inside a function, when a reader asks for them; the chapter says how to install them.
+OPTIONAL_IMPORTS = {"rembg": "chapter 03's mask_method='rembg' (the study's background remover)"}
+
+
+def test_every_package_the_helpers_import_is_declared():
+    import importlib.metadata
+    import sys
+
+    # the core dependencies, and the extras for the command line (papermill, nbformat, yaml)
+    declared = {canonicalize_name(r.name) for r in direct_requirements()}
+    owners = importlib.metadata.packages_distributions()
+    undeclared = {}
+    for module in imported_top_level(ROOT / "src" / "helpers") - set(sys.stdlib_module_names) - {"helpers"}:
+        dists = {canonicalize_name(d) for d in owners.get(module, [module])}
+        if not dists & declared:
+            undeclared[module] = sorted(dists)
+    for module in OPTIONAL_IMPORTS:
+        undeclared.pop(module, None)
+    assert not undeclared, f"imported by helpers but not in pyproject.toml's dependencies: {undeclared}"
+
+
+def test_the_import_check_sees_an_undeclared_import(tmp_path):
+    (tmp_path / "a.py").write_text("import yaml\nfrom os import path\nfrom . import sibling\n")
+    assert imported_top_level(tmp_path) == {"yaml", "os"}
