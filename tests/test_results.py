@@ -60,3 +60,12 @@ def test_format_provenance_wraps_long_lines_under_their_key():
     lines = text.splitlines()
     assert max(map(len, lines)) <= 100 and len(lines) == 4
     assert lines[3].startswith("      ") and "images=10000" in text
+
+
+def test_at_a_glance_lists_every_claim_with_readable_values():
+    claims = [results.Claim("a", "A holds", {"x": 0.12345, "y": 2}, [0.5, 0.25], "reproduced", "rule"),
+              results.Claim("b", "B holds", ">0.9", 0.7, "differs", "rule")]
+    table = results.at_a_glance(claims)
+    assert list(table.index) == ["a", "b"] and list(table.columns) == ["claim", "paper", "ours", "verdict"]
+    assert table.loc["a", "paper"] == "x: 0.123, y: 2" and table.loc["a", "ours"] == "0.5, 0.25"
+    assert table.loc["b", "verdict"] == "differs"

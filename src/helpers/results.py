@@ -22,11 +22,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+import pandas as pd
 import psutil
 import torch
 import torchvision
 
 import helpers
+
 from helpers.profiles import Profile, get
 
 VERDICTS = ("reproduced", "differs", "not comparable")
@@ -50,6 +52,38 @@ class Claim:
             raise ValueError(f"claim {self.id!r}: verdict {self.verdict!r} is not one of {VERDICTS}")
         if not self.why.strip():
             raise ValueError(f"claim {self.id!r}: say why the verdict was given")
+
+
+def at_a_glance(claims: Iterable[Claim]) -> pd.DataFrame:
+    """Claim, paper, ours and verdict of each claim: the table at the top of a chapter."""
+    rows = [{"claim": c.claim, "paper": _short(c.paper), "ours": _short(c.ours), "verdict": c.verdict}
+            for c in claims]
+    return pd.DataFrame(rows, index=[c.id for c in claims])
+
+
+def _short(value: Any) -> str:
+    """A paper or measured value as text for a summary table (dicts and lists spelled out)."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}: {_short(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_short(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def glue(name: str, value: Any) -> None:
+    """Store ``value`` for the book's ``{glue:}`` references (myst-nb); nothing where myst-nb is absent.
+
+    The website shows a glued value wherever the chapter's markdown names it (e.g. the "Results at
+    a glance" box at the top); a reader running the chapter in Colab sees the value where it is
+    computed instead.
+    """
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return
+    myst_glue(name, value, display=False)
 
 
 def project_root(start: Path | None = None) -> Path | None:
