@@ -174,7 +174,12 @@ CODE_WIDTH = 88  # ruff's line length ([tool.ruff] in pyproject.toml): no code l
 PRINTED_WIDTH = 100  # characters of one printed output line that fit the page's code column at 1280 px
 # Chapters whose committed outputs were printed before the width rule; each leaves this set when it
 # is next re-run (its long prints are split in the code already or wait for that run).
-PRINTED_BEFORE_THE_RULE = {"01_jpeg_bytes_mnist", "02_anime_colorization", "03_compressed_anomaly_dataset"}
+PRINTED_BEFORE_THE_RULE = {
+    "01_jpeg_bytes_mnist",
+    "02_anime_colorization",
+    "03_compressed_anomaly_dataset",
+    "05_jpeg_robust_captioning",  # ran before format_provenance wrapped; its settings print wide
+}
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
