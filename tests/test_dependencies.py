@@ -105,7 +105,10 @@ def imported_top_level(folder) -> set[str]:
 
 
 # Imported only inside a function, when a reader asks for them; the chapter says how to install them.
-OPTIONAL_IMPORTS = {"rembg": "chapter 03's mask_method='rembg' (the study's background remover)"}
+OPTIONAL_IMPORTS = {
+    "rembg": "chapter 03's mask_method='rembg' (the study's background remover)",
+    "myst_nb": "results.glue, a no-op without the book extra (Colab)",
+}
 
 
 def test_every_package_the_helpers_import_is_declared():
