@@ -378,11 +378,16 @@ def evaluate_translations(G: nn.Module, images: torch.Tensor, labels: torch.Tens
     labels = torch.as_tensor(labels, dtype=torch.long)
     if G.n_domains != n or len(labels) != len(images):
         raise ValueError(f"{n} domain names for a {G.n_domains}-domain generator; {len(images)} images, {len(labels)} labels")
-    kid_features = features if kid_features is None else kid_features
     G.eval()
     features.eval()
     head.eval()
-    kid_features.eval()
+    if kid_features is not None:
+        kid_features.eval()
+
+    def kid_of(images: torch.Tensor, judged: torch.Tensor) -> torch.Tensor:
+        # the judge's own features serve KID when no other map is given: computed once
+        return judged if kid_features is None else kid_features(images)
+
     hits, l1, sim = np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n))
     real_feats, real_hits = [], np.zeros(n)
     fake_feats: list[list[torch.Tensor]] = [[] for _ in range(n)]
@@ -390,18 +395,19 @@ def evaluate_translations(G: nn.Module, images: torch.Tensor, labels: torch.Tens
         x8, y = images[start:start + batch_size], labels[start:start + batch_size]
         x = to_unit(x8).to(device)
         f = features(x)
-        real_feats.append(kid_features(x).cpu())
+        real_feats.append(kid_of(x, f).cpu())
         np.add.at(real_hits, y.numpy(), (head(f).argmax(1).cpu() == y).numpy())
         gray_in = _gray(x8)
         for t in range(n):
             fake = G(x, one_hot(torch.full_like(y, t), n).to(device))
-            np.add.at(hits[:, t], y.numpy(), (head(features(fake)).argmax(1).cpu() == t).numpy())
+            ff = features(fake)
+            np.add.at(hits[:, t], y.numpy(), (head(ff).argmax(1).cpu() == t).numpy())
             back = G(fake, one_hot(y, n).to(device))
             np.add.at(l1[:, t], y.numpy(), ((back - x).abs().mean(dim=(1, 2, 3)) / 2).cpu().numpy())
             gray_out = _gray(to_uint8(fake).cpu())
             np.add.at(sim[:, t], y.numpy(), [ssim(a, b, data_range=1.0) for a, b in zip(gray_in, gray_out)])
             keep = (y != t).cpu()
-            fake_feats[t].append(kid_features(fake).cpu()[keep])
+            fake_feats[t].append(kid_of(fake, ff).cpu()[keep])
     counts = np.bincount(labels.numpy(), minlength=n)
     if (counts == 0).any():
         raise ValueError(f"every domain needs test images; counts per domain: {dict(zip(domains, counts.tolist()))}")

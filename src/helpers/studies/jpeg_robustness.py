@@ -29,12 +29,12 @@ from helpers.backbones.verify import IMAGENET_INDEX
 from helpers.cache import key_of, load_or_build
 from helpers.captions import Vocabulary, bleu4, tokenize
 from helpers.data.coco import CaptionSet, load_coco_captions, load_karpathy
-from helpers.data.images import ImageFolderSet, load_imagenette
+from helpers.data.images import load_imagenette
 from helpers.data.store import Location
 from helpers.jpeg import MIX_QUALITIES, RESAVE_QUALITY, TEST_QUALITIES, compress, compress_then_resave
 from helpers.models.show_attend_tell import AttentionDecoder, FeatureMapEncoder, Renormalise, beam_search, caption_loss
 from helpers.results import Claim
-from helpers.train import History, train_classifier
+from helpers.train import train_classifier
 
 CONDITIONS: tuple[str, ...] = ("uncompressed", *(str(q) for q in TEST_QUALITIES))  # the paper's columns
 LOW_QUALITIES: tuple[str, ...] = ("7", "5", "3", "2")  # "high compression" in the claims below
@@ -750,7 +750,7 @@ def headline_claims(acc: pd.DataFrame, correct: dict, resamples: np.ndarray, ble
     """The study's four stated conclusions, each tested on our from-scratch track and captioners."""
     claims = [
         _collapse_claim("baseline-collapse", "The baseline loses accuracy as test quality falls", acc, "orig"),
-        _clean_kept_claim("clean-kept", "From scratch", correct, resamples, [m for m in PAPER_MIXES]),
+        _clean_kept_claim("clean-kept", "From scratch", correct, resamples, list(PAPER_MIXES)),
         _gain_claim("q2-gain", "From scratch: orig+2 greatly improves top-1 on Q = 2 test images", correct, resamples,
                     1 / n_classes),
     ]
