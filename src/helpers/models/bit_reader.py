@@ -1,0 +1,75 @@
+"""A faster reader of JPEG files: the scan's bits, strided 1-D convolutions and a positional readout.
+
+The post's model (``byte_classifier``) embeds whole bytes and reads them with an LSTM, one step per
+byte. But the scan is a Huffman-coded *bit* stream: codewords are 2 to 16 bits long and start at any
+bit, so a byte is an arbitrary slice of one or two codewords. ``BitReader`` reads what the encoder
+wrote:
+
+- the header (the same for every file of one size and quality, so it says nothing about the class)
+  is dropped and the scan's bytes are moved to the front, so bit ``i`` of every row is bit ``i`` of
+  its scan (padding becomes a second input channel that marks where a file has ended);
+- strided convolutions over the bits (first kernel 16 bits, the longest codeword) find codewords;
+  Huffman codes resynchronise within a few codewords, so a window can decode from any offset;
+- a linear readout over every position keeps *where* in the scan a pattern occurs: the blocks of
+  8x8 pixels are coded in raster order, so position in the scan is roughly position in the image.
+
+``conv_layers=0`` reads the bits with the linear readout alone (the "- CNN" ablation of this design).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from helpers.jpeg_bytes import PAD_TOKEN
+
+BIT_ORDER = torch.arange(7, -1, -1, dtype=torch.uint8)  # most significant bit first, as JPEG writes them
+
+
+def scan_bits(values: torch.Tensor, header: int, n_bytes: int) -> torch.Tensor:
+    """(B, L) byte/pad values -> (B, 2, 8 * n_bytes): the scan's first bits and a channel marking padding.
+
+    The first ``header`` values of each row are dropped, pad tokens (``PAD_TOKEN``) are moved behind
+    the file's bytes (their order otherwise kept), and the rest is cut or filled to ``n_bytes``.
+    """
+    x = values[:, header:].long()
+    if x.shape[1] < n_bytes:
+        x = torch.cat([x, x.new_full((len(x), n_bytes - x.shape[1]), PAD_TOKEN)], 1)
+    order = torch.argsort((x == PAD_TOKEN).to(torch.int8), dim=1, stable=True)
+    x = torch.gather(x, 1, order)[:, :n_bytes]
+    pad = x == PAD_TOKEN
+    bits = (x.clamp(max=255).to(torch.uint8).unsqueeze(-1) >> BIT_ORDER) & 1
+    bits = bits.masked_fill(pad.unsqueeze(-1), 0).flatten(1).float()
+    return torch.stack([bits, pad.repeat_interleave(8, 1).float()], 1)
+
+
+class BitReader(nn.Module):
+    """Class logits from (B, L) rows of the fixed layout (header, pad tokens, scan); see the module docstring."""
+
+    def __init__(self, header: int, *, n_bytes: int = 256, channels: int = 32, conv_layers: int = 2,
+                 hidden: int = 256, classes: int = 10) -> None:
+        super().__init__()
+        if conv_layers not in (0, 1, 2):
+            raise ValueError(f"conv_layers must be 0, 1 or 2, got {conv_layers}")
+        self.header, self.n_bytes, self.conv_layers = header, n_bytes, conv_layers
+        # (kernel, stride, padding) per layer: 16-bit windows every 4 bits, then 8 of those every 4
+        shapes = [(2, 16, 4, 6), (channels, 8, 4, 2)][:conv_layers]
+        layers: list[nn.Module] = []
+        for k, (c_in, kernel, stride, padding) in enumerate(shapes):
+            layers += [nn.Conv1d(c_in, channels, kernel, stride, padding=padding), nn.ReLU()]
+        self.convs = nn.Sequential(*layers)
+        length, width = 8 * n_bytes, 2
+        for _, kernel, stride, padding in shapes:
+            length, width = (length + 2 * padding - kernel) // stride + 1, channels
+        self.readout = nn.Sequential(nn.Flatten(), nn.Linear(width * length, hidden), nn.ReLU(),
+                                     nn.Linear(hidden, classes))
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        """(B, L) byte/pad values -> (B, classes) logits."""
+        if values.ndim != 2:
+            raise ValueError(f"expected byte values of shape (batch, length), got {tuple(values.shape)}")
+        if values.dtype.is_floating_point or values.dtype == torch.bool:
+            raise TypeError(f"expected integer byte values, got dtype {values.dtype}")
+        if values.shape[1] <= self.header:
+            raise ValueError(f"rows of {values.shape[1]} values hold no scan after a {self.header}-byte header")
+        return self.readout(self.convs(scan_bits(values, self.header, self.n_bytes)))
