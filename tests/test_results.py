@@ -69,3 +69,13 @@ def test_at_a_glance_lists_every_claim_with_readable_values():
     assert list(table.index) == ["a", "b"] and list(table.columns) == ["claim", "paper", "ours", "verdict"]
     assert table.loc["a", "paper"] == "x: 0.123, y: 2" and table.loc["a", "ours"] == "0.5, 0.25"
     assert table.loc["b", "verdict"] == "differs"
+
+
+def test_wrap_fits_every_line_to_the_page_and_keeps_short_lines():
+    text = "short line\n" + "word " * 40 + "\n    indented " + "x" * 150
+    wrapped = results.wrap(text, width=50)
+    lines = wrapped.splitlines()
+    assert lines[0] == "short line" and all(len(line) <= 50 for line in lines)
+    assert lines[1].startswith("word") and lines[2].startswith("  word")
+    assert any(line.startswith("      x") for line in lines)  # continuation under its indent
+    assert "".join(wrapped.split()) == "".join(text.split())

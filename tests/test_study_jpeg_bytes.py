@@ -2,6 +2,7 @@ import gzip
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -209,3 +210,29 @@ def test_saliency_runs_the_lstm_in_the_mode_cudnn_can_differentiate():
     model.eval()
     torch.testing.assert_close(logits_train, model(values))  # no dropout: the modes agree
     assert saliency.shape == (3, 40) and saliency.max() > 0
+
+
+def test_a_loader_worker_gives_the_same_augmented_batches_and_new_ones_each_epoch(toy):
+    """One persistent worker encodes while the model trains: runs repeat, epochs differ."""
+    data = study.prepare(toy, Variant.fixed())
+
+    def two_epochs(workers):
+        loader = study._loader(data, 8, max_shift=2, max_zeroed=0, seed=3, workers=workers)
+        return [torch.cat([values for values, _ in loader]) for _ in range(2)]
+
+    first, again, inline = two_epochs(1), two_epochs(1), two_epochs(0)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not torch.equal(first[0], first[1])  # new shifts in the second epoch, not a replay
+    assert sorted(map(tuple, first[0].tolist())) == sorted(map(tuple, inline[0].tolist()))
+
+
+def test_curve_summary_counts_a_rise_only_beyond_two_standard_errors():
+    curve = pd.DataFrame({"dataset": ["a"] * 3 + ["b"] * 2, "design": ["reader"] * 5,
+                          "train files": [4000, 1000, 2000, 1000, 8000],
+                          "test accuracy": [0.62, 0.50, 0.55, 0.50, 0.52]})
+    table = study.curve_summary(curve, {"a": 2000, "b": 2000})
+    a, b = table.loc[("a", "reader")], table.loc[("b", "reader")]
+    assert (a["fewest files"], a["most files"]) == (1000, 4000) and a["change"] == pytest.approx(0.12)
+    assert a["more files help"] and not b["more files help"]  # +0.02 on 2,000 files is noise
+    assert not study.curve_summary(curve.assign(**{"test accuracy": [0.5, 0.62, 0.55, 0.5, 0.52]}),
+                                   {"a": 2000, "b": 2000}).loc[("a", "reader"), "more files help"]

@@ -1,6 +1,7 @@
 """The book's command line: ``python -m helpers <command>``.
 
-  run CH --profile P   execute chapter CH (e.g. 01) in place with papermill at profile P
+  run CH --profile P   execute chapter CH (e.g. 01) with papermill at profile P; the chapter is
+                       replaced only when the run finishes (partial runs stay in _build/runs/)
   refresh CH           rebuild CH's smoke-profile regression copy in tests/notebooks/
                        and its toleranced metrics reference (NN.smoke-reference.json)
   scoreboard           regenerate book/scoreboard.md and book/status.md from results/
@@ -85,8 +86,16 @@ def cmd_run(args: argparse.Namespace) -> None:
     root = _root()
     notebook = _notebook(root, args.chapter)
     target = Path(args.output) if args.output else notebook
-    execute(notebook, target, args.profile, notebook.parent)
-    strip_injected_parameters(target)
+    # The run writes into _build/runs/ and replaces the chapter only when it finished: an
+    # interrupted or failed run leaves the committed chapter as it was (and its partial copy there).
+    running = root / "_build" / "runs" / notebook.name
+    running.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        execute(notebook, running, args.profile, notebook.parent)
+    except Exception:
+        sys.exit(f"the run failed; its partial notebook is {running.relative_to(root)} (the chapter is unchanged)")
+    strip_injected_parameters(running)
+    shutil.move(running, target)
     write_pages(root)
     print(f"executed {notebook.relative_to(root)} at profile {args.profile} -> {target}")
 

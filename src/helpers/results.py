@@ -247,6 +247,25 @@ def load_all(directory: Path | None = None) -> list[dict]:
     return records
 
 
+PAGE_WIDTH = 100  # characters of printed output that fit a chapter page's code column at 1280 px
+
+
+def wrap(text: str, width: int = PAGE_WIDTH) -> str:
+    """``text`` with every line longer than ``width`` wrapped at spaces (continuations indented).
+
+    For chapters' prints: a long sentence or a dataclass's repr stays readable on the page
+    instead of running past its right edge. Lines that fit are left as they are.
+    """
+    out = []
+    for line in text.splitlines() or [""]:
+        if len(line) <= width:
+            out.append(line)
+            continue
+        indent = line[: len(line) - len(line.lstrip())] + "  "
+        out.extend(textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False))
+    return "\n".join(out)
+
+
 def format_provenance(provenance: Mapping[str, Any], width: int = 100) -> str:
     """The provenance record as aligned ``key: value`` lines for the chapter's last cell.
 

@@ -73,6 +73,9 @@ class Settings:
     reader_lr: float = 1e-3
     reader_shift: int = 1  # the bit reader's random shifts (pixels, each axis)
     eval_batch: int = 500
+    # processes that encode augmented files while the model trains (0: in the training process);
+    # one persistent worker keeps a run reproducible, as its generator goes on across epochs
+    loader_workers: int = 0
     device: str = "cpu"
     threads: int | None = 1  # torch threads while training; None keeps the default (all cores)
 
@@ -89,12 +92,12 @@ SETTINGS = {
     "cpu": Settings(
         official_mnist_train=False, limit=None, embed_dim=16, hidden=16,
         batch_size=32, lr=3e-3, epochs=5, seeds=2, max_shift=3, max_zeroed=60,
-        glitch_counts=(0, 10, 25, 50, 100, 150), robust_size=500, saliency_size=200, pixel_epochs=3, long_epochs=20,
+        glitch_counts=(0, 10, 25, 50, 100, 150), robust_size=500, saliency_size=200, pixel_epochs=3, long_epochs=12,
         reader_train=None, reader_epochs=3, reader_batch=128, reader_lr=2e-3, fashion_test=5000,
-        curve_sizes=(("mnist", 2000), ("mnist", 4000), ("mnist", 8000), ("fashion-mnist", 4000),
-                     ("fashion-mnist", 8000), ("fashion-mnist", 16000), ("fashion-mnist", 30000),
+        reader_bytes=352, loader_workers=1,
+        curve_sizes=(("mnist", 2000), ("mnist", 8000), ("fashion-mnist", 4000), ("fashion-mnist", 16000),
                      ("fashion-mnist", 60000)),
-        curve_post_sizes=(("mnist", 2000), ("mnist", 8000), ("fashion-mnist", 8000), ("fashion-mnist", 60000)),
+        curve_post_sizes=(("mnist", 8000), ("fashion-mnist", 8000), ("fashion-mnist", 60000)),
         curve_samples=60_000,
     ),
     "gpu": Settings(
@@ -105,8 +108,8 @@ SETTINGS = {
         curve_sizes=(("mnist", 7500), ("mnist", 15000), ("mnist", 30000), ("mnist", 60000), ("fashion-mnist", 7500),
                      ("fashion-mnist", 15000), ("fashion-mnist", 30000), ("fashion-mnist", 60000)),
         curve_post_sizes=(("mnist", 15000), ("mnist", 60000), ("fashion-mnist", 15000), ("fashion-mnist", 60000)),
-        curve_samples=1_200_000, reader_channels=64, reader_batch=256, reader_lr=2e-3,
-        eval_batch=2000, device="cuda", threads=None,
+        curve_samples=1_200_000, reader_channels=64, reader_batch=256, reader_lr=2e-3, reader_bytes=416,
+        eval_batch=2000, loader_workers=2, device="cuda", threads=None,
     ),
 }
 
@@ -192,10 +195,10 @@ class ByteData:
     quality: int
 
     def describe(self) -> str:
-        """One line: sizes, width, padding and truncations."""
+        """Two lines: sizes and width; padding and truncations."""
         where = "after the file" if self.layout.pad_at is None else f"after byte {self.layout.pad_at}"
         return (f"{self.name}: {len(self.train_labels)} train / {len(self.test_labels)} test files as rows of "
-                f"{self.layout.width} values, padded with {self.layout.pad_value} {where}; "
+                f"{self.layout.width} values,\n  padded with {self.layout.pad_value} {where}; "
                 f"{self.train.truncated} train and {self.test.truncated} test file(s) truncated")
 
 
@@ -259,14 +262,19 @@ def byte_model(data: ByteData, s: Settings, conv_layers: int = 2, design: str = 
     raise ValueError(f"unknown design {design!r}; choose from {sorted(DESIGNS)}")
 
 
-def _loader(data: ByteData, batch_size: int, max_shift: int, max_zeroed: int, seed: int) -> DataLoader:
+def _loader(data: ByteData, batch_size: int, max_shift: int, max_zeroed: int, seed: int,
+            workers: int = 0) -> DataLoader:
     train: Dataset
+    generator = torch.Generator().manual_seed(seed)
     if max_shift or max_zeroed:
         train = JpegByteSet(data.train_images, data.train_labels.numpy(), data.layout, quality=data.quality,
                             max_shift=max_shift, max_zeroed=max_zeroed, zero_from=data.header, seed=seed)
+        if workers:
+            return DataLoader(train, batch_size=batch_size, shuffle=True, generator=generator,
+                              num_workers=workers, persistent_workers=True)
     else:
         train = TensorDataset(data.train.values, data.train_labels)
-    return DataLoader(train, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    return DataLoader(train, batch_size=batch_size, shuffle=True, generator=generator)
 
 
 def test_loader(values: torch.Tensor, labels: torch.Tensor, s: Settings) -> DataLoader:
@@ -293,7 +301,7 @@ def fit(data: ByteData, s: Settings, *, design: str = "post", conv_layers: int =
         torch.manual_seed(seed)
         model = byte_model(data, s, conv_layers, design)
         history = train_classifier(
-            model, _loader(data, batch_size, max_shift, max_zeroed, seed),
+            model, _loader(data, batch_size, max_shift, max_zeroed, seed, s.loader_workers),
             torch.optim.Adam(model.parameters(), lr=lr), epochs,
             val_loader=test_loader(data.test.values, data.test_labels, s), device=s.device, desc=desc)
         return {"state": model.cpu().state_dict(), "history": history.as_dict()}
@@ -371,6 +379,27 @@ def learning_curve(pools: dict[str, ByteData], s: Settings, seed: int = 0) -> pd
                          "train accuracy": trained.history.train_acc[-1],
                          "train s": float(sum(trained.history.seconds))})
     return pd.DataFrame(rows)
+
+
+def curve_summary(curve: pd.DataFrame, test_files: dict[str, int]) -> pd.DataFrame:
+    """Per dataset and design: test accuracy at the fewest and the most training files of the curve.
+
+    ``more files help`` is True when the accuracy rises by more than two binomial standard errors on
+    ``test_files[dataset]`` test files (every point saw about the same number of files, so the
+    change is what more *distinct* files buy at a fixed budget).
+    """
+    rows = []
+    for (dataset, design), points in curve.groupby(["dataset", "design"], sort=False):
+        points = points.sort_values("train files")
+        first, last = points.iloc[0], points.iloc[-1]
+        n = test_files[dataset]
+        change = float(last["test accuracy"] - first["test accuracy"])
+        rows.append({"dataset": dataset, "design": design, "fewest files": int(first["train files"]),
+                     "accuracy (fewest)": float(first["test accuracy"]), "most files": int(last["train files"]),
+                     "accuracy (most)": float(last["test accuracy"]), "change": change,
+                     "more files help": len(points) > 1 and change > 0 and verdicts.proportions_differ(
+                         float(first["test accuracy"]), float(last["test accuracy"]), n, n)})
+    return pd.DataFrame(rows).set_index(["dataset", "design"])
 
 
 def overflow_summary(split: ImageSplit, quality: int = QUALITY) -> dict[str, float]:
