@@ -143,6 +143,11 @@ def test_learning_curve_trains_each_point_on_the_same_number_of_files_seen(toy):
     assert list(zip(curve["design"], curve["train files"])) == [("reader", 10), ("post", 40), ("reader", 40)]
     assert curve["epochs"].tolist() == [8, 2, 2] and (curve["files seen"] == 80).all()
     assert curve["test accuracy"].between(0, 1).all() and (curve["train s"] > 0).all()
+    with pytest.raises(ValueError, match="never run"):
+        study.learning_curve({"toy": data}, replace(s, curve_post_sizes=(("toy", 20),)), seed=0)
+    for profile in ("smoke", "cpu", "gpu"):
+        chosen = study.settings(profile)
+        assert set(chosen.curve_post_sizes) <= set(chosen.curve_sizes), profile
 
 
 def test_glitched_files_and_pixel_predictions_count_undecodable_files_as_wrong(toy):

@@ -97,7 +97,7 @@ SETTINGS = {
         reader_bytes=352, loader_workers=1,
         curve_sizes=(("mnist", 2000), ("mnist", 8000), ("fashion-mnist", 4000), ("fashion-mnist", 16000),
                      ("fashion-mnist", 60000)),
-        curve_post_sizes=(("mnist", 8000), ("fashion-mnist", 8000), ("fashion-mnist", 60000)),
+        curve_post_sizes=(("mnist", 8000), ("fashion-mnist", 60000)),
         curve_samples=60_000,
     ),
     "gpu": Settings(
@@ -364,6 +364,9 @@ def learning_curve(pools: dict[str, ByteData], s: Settings, seed: int = 0) -> pd
     ``round(curve_samples / files)`` epochs (at least one) with the design's own shifts; the bit reader
     runs at every point of ``s.curve_sizes``, the post's architecture at ``s.curve_post_sizes``.
     """
+    stray = sorted(set(s.curve_post_sizes) - set(s.curve_sizes))
+    if stray:
+        raise ValueError(f"curve_post_sizes {stray} are not in curve_sizes: those points would never run")
     rows = []
     for dataset, size in s.curve_sizes:
         for design in DESIGNS:
