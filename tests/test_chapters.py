@@ -3,6 +3,7 @@
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -85,6 +86,44 @@ def test_strip_injected_parameters_removes_only_that_cell(tmp_path):
     nbformat.write(nb, path)
     strip_injected_parameters(path)
     assert [c.source for c in nbformat.read(path, as_version=4).cells] == ['profile = "auto"', "print(profile)"]
+
+
+def test_a_run_replaces_the_chapter_only_when_it_finished(tmp_path, monkeypatch):
+    import argparse
+
+    import nbformat
+
+    from helpers import cli
+
+    (tmp_path / "_config.yml").write_text("title: t\n")
+    (tmp_path / "chapters").mkdir()
+    chapter = tmp_path / "chapters" / "07_demo.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('profile = "auto"', metadata={"tags": ["parameters"]})]
+    nbformat.write(nb, chapter)
+    before = chapter.read_bytes()
+    monkeypatch.setattr(cli, "_root", lambda: tmp_path)
+    monkeypatch.setattr(cli, "write_pages", lambda root: [])
+
+    def half_run(source, target, profile, cwd, **_):
+        target.write_text("{ partial")
+        raise RuntimeError("kernel died")
+
+    monkeypatch.setattr(cli, "execute", half_run)
+    with pytest.raises(SystemExit, match="chapter is unchanged"):
+        cli.cmd_run(argparse.Namespace(chapter="07", profile="smoke", output=None))
+    assert chapter.read_bytes() == before
+    assert (tmp_path / "_build" / "runs" / "smoke" / chapter.name).read_text() == "{ partial"
+
+    def full_run(source, target, profile, cwd, **_):
+        done = nbformat.read(source, as_version=4)
+        done.cells.append(nbformat.v4.new_code_cell('profile = "smoke"', metadata={"tags": ["injected-parameters"]}))
+        nbformat.write(done, target)
+
+    monkeypatch.setattr(cli, "execute", full_run)
+    cli.cmd_run(argparse.Namespace(chapter="07", profile="smoke", output=None))
+    assert [c.source for c in nbformat.read(chapter, as_version=4).cells] == ['profile = "auto"']
+    assert not (tmp_path / "_build" / "runs" / "smoke" / chapter.name).exists()
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
@@ -175,11 +214,10 @@ PRINTED_WIDTH = 100  # characters of one printed output line that fit the page's
 # Chapters whose committed outputs were printed before the width rule; each leaves this set when it
 # is next re-run (its long prints are split in the code already or wait for that run).
 PRINTED_BEFORE_THE_RULE = {
-    "01_jpeg_bytes_mnist",
     "02_anime_colorization",
     "03_compressed_anomaly_dataset",
     "04_food_stargan",  # one 105-character training line; split it at the next re-run
-    "05_jpeg_robust_captioning",  # ran before format_provenance wrapped; its settings print wide
+    "05_jpeg_robust_captioning",  # its reference-caption line (two print arguments) runs to 132
 }
 
 
@@ -216,3 +254,40 @@ def test_printed_width_check_catches_a_wide_line():
         {"output_type": "stream", "name": "stdout", "text": ["short\n", "x" * 101 + "\n"]},
         {"output_type": "execute_result", "data": {"text/plain": ["y" * 120], "text/html": ["<table>"]}}]}]}
     assert [len(line) for line in printed_lines(nb)] == [5, 101]
+
+
+# A measured quantity written by hand in prose goes stale at the next run: numbers with these units
+# belong in code output or in `glue` (the paper's own values too: helpers.paper holds them).
+MEASURED = re.compile(r"(?<![\w.{-])\d[\d,]*(?:\.\d+)?\s?(?:min|minutes?|s|seconds?|hours?|%|dB|[KMG]i?B)(?!\w)")
+
+
+def hand_written_measurements(nb):
+    """(cell index, text) of every number with a unit of time, share, decibels or memory in markdown."""
+    return [(i, m.group(0)) for i, c in enumerate(nb["cells"]) if c["cell_type"] == "markdown"
+            for m in MEASURED.finditer("".join(c["source"]))]
+
+
+# Percentages in prose that are not measurements: the study's own quoted values and the chapters'
+# settings (interval levels, data fractions, crop areas, a rule's threshold). Nothing else passes.
+NOT_MEASURED = {
+    "01": {"98 %", "100 %", "70 %"},  # the post's accuracies and per-class robustness
+    "02": {"2 %"},  # the verdict rule's threshold
+    "03": {"95 %"},  # interval level
+    "04": {"100 %", "25 %", "50 %"},  # the data-size curve's fractions
+    "05": {"100 %", "95 %"},  # crop area, interval level
+}
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_prose_writes_no_measurement_by_hand(path):
+    allowed = NOT_MEASURED.get(path.name.split("_")[0], set())
+    found = [(i, text) for i, text in hand_written_measurements(load(path)) if text not in allowed]
+    assert not found, f"glue these from the code (first: cell {found[0][0]}, {found[0][1]!r})"
+
+
+def test_hand_written_measurement_check_catches_units_and_spares_names():
+    cells = [{"cell_type": "markdown", "source": [text]} for text in (
+        "took about 15 minutes", "27.7 dB higher", "a 4 GiB budget", "91.6 % top-1", "in 12 s.",
+        "{glue:}`wall_min` minutes", "EfficientNet-Lite0 at stride-4", "q2 and 80 images", "ResNet-18's 3x3")]
+    assert [text for _, text in hand_written_measurements({"cells": cells})] == [
+        "15 minutes", "27.7 dB", "4 GiB", "91.6 %", "12 s"]

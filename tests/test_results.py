@@ -79,3 +79,11 @@ def test_wrap_fits_every_line_to_the_page_and_keeps_short_lines():
     assert lines[1].startswith("word") and lines[2].startswith("  word")
     assert any(line.startswith("      x") for line in lines)  # continuation under its indent
     assert "".join(wrapped.split()) == "".join(text.split())
+
+
+def test_wrap_takes_any_object_by_its_text():
+    from dataclasses import make_dataclass
+
+    Config = make_dataclass("Config", [(f"field_{i}", int) for i in range(12)])
+    wrapped = results.wrap(Config(*range(12)), width=60)
+    assert wrapped.startswith("Config(field_0=0,") and max(map(len, wrapped.splitlines())) <= 60

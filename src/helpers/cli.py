@@ -1,7 +1,7 @@
 """The book's command line: ``python -m helpers <command>``.
 
   run CH --profile P   execute chapter CH (e.g. 01) with papermill at profile P; the chapter is
-                       replaced only when the run finishes (partial runs stay in _build/runs/)
+                       replaced only when the run finishes (partial runs stay in _build/runs/P/)
   refresh CH           rebuild CH's smoke-profile regression copy in tests/notebooks/
                        and its toleranced metrics reference (NN.smoke-reference.json)
   scoreboard           regenerate book/scoreboard.md and book/status.md from results/
@@ -82,18 +82,26 @@ def strip_injected_parameters(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def _run_to_completion(root: Path, notebook: Path, profile: str, cwd: Path, *, figures: bool = True) -> Path:
+    """Execute ``notebook`` into ``_build/runs/<profile>/`` and return that copy; exit if it fails.
+
+    The caller moves the copy into place, so an interrupted or failed run leaves the committed
+    notebook as it was (and its partial copy in ``_build/runs/`` to look at).
+    """
+    running = root / "_build" / "runs" / profile / notebook.name
+    running.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        execute(notebook, running, profile, cwd, figures=figures)
+    except Exception:
+        sys.exit(f"the run failed; its partial notebook is {running.relative_to(root)} (the chapter is unchanged)")
+    return running
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     root = _root()
     notebook = _notebook(root, args.chapter)
     target = Path(args.output) if args.output else notebook
-    # The run writes into _build/runs/ and replaces the chapter only when it finished: an
-    # interrupted or failed run leaves the committed chapter as it was (and its partial copy there).
-    running = root / "_build" / "runs" / notebook.name
-    running.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        execute(notebook, running, args.profile, notebook.parent)
-    except Exception:
-        sys.exit(f"the run failed; its partial notebook is {running.relative_to(root)} (the chapter is unchanged)")
+    running = _run_to_completion(root, notebook, args.profile, notebook.parent)
     strip_injected_parameters(running)
     shutil.move(running, target)
     write_pages(root)
@@ -104,7 +112,7 @@ def cmd_refresh(args: argparse.Namespace) -> None:
     root = _root()
     notebook = _notebook(root, args.chapter)
     target = root / "tests" / "notebooks" / notebook.name
-    execute(notebook, target, "smoke", target.parent, figures=False)
+    shutil.move(_run_to_completion(root, notebook, "smoke", target.parent, figures=False), target)
     chapter = notebook.name.split("_")[0]
     written = results_dir() / f"{chapter}.smoke.json"
     reference = regression.reference_path(target.parent, chapter)

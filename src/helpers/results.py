@@ -250,14 +250,14 @@ def load_all(directory: Path | None = None) -> list[dict]:
 PAGE_WIDTH = 100  # characters of printed output that fit a chapter page's code column at 1280 px
 
 
-def wrap(text: str, width: int = PAGE_WIDTH) -> str:
-    """``text`` with every line longer than ``width`` wrapped at spaces (continuations indented).
+def wrap(text: object, width: int = PAGE_WIDTH) -> str:
+    """``str(text)`` with every line longer than ``width`` wrapped at spaces (continuations indented).
 
     For chapters' prints: a long sentence or a dataclass's repr stays readable on the page
     instead of running past its right edge. Lines that fit are left as they are.
     """
     out = []
-    for line in text.splitlines() or [""]:
+    for line in str(text).splitlines() or [""]:
         if len(line) <= width:
             out.append(line)
             continue
