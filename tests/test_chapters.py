@@ -216,7 +216,6 @@ PRINTED_WIDTH = 100  # characters of one printed output line that fit the page's
 PRINTED_BEFORE_THE_RULE = {
     "02_anime_colorization",
     "03_compressed_anomaly_dataset",
-    "04_food_stargan",  # one 105-character training line; split it at the next re-run
     "05_jpeg_robust_captioning",  # its reference-caption line (two print arguments) runs to 132
 }
 

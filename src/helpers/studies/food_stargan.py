@@ -106,7 +106,7 @@ PROFILES = {
         domains=CPU_DOMAINS, clean_domain="bibimbap", full_dataset=False, train_per_class=120, test_per_class=40,
         image_size=64, test_size=128, batch_size=16, g_width=16, g_res_blocks=3, d_width=16, d_layers=4,
         iterations=2000, n_critic=5, lr=1e-4, checkpoint_every=200, fractions=(0.25, 0.5, 1.0), k_clusters=8,
-        clean_size=64, judge_size=160, judge_epochs=8, judge_lr=1e-3, kid_subsets=50, fid=False, grid_per_domain=2,
+        clean_size=64, judge_size=224, judge_epochs=8, judge_lr=1e-3, kid_subsets=50, fid=False, grid_per_domain=2,
     ),
     "gpu": FoodStarGAN(
         domains=GPU_DOMAINS, clean_domain="ramen", full_dataset=True, train_per_class=750, test_per_class=250,
