@@ -502,7 +502,7 @@ CODEC_MARKER = {"hevc": "o-", "av1": "s--", "jpeg": "^:", "webp": "v:", "png": "
 
 def plot_rate_auc(sweep: pd.DataFrame) -> plt.Figure:
     """Size of the stored training set against image and pixel ROC-AUC, one curve per preprocessing and codec."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=80)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
     for ax, metric in zip(axes, ("image_auc", "pixel_auc")):
         for (prep, codec_name), group in sweep.groupby(["preprocessing", "codec"], sort=False):
             group = group.sort_values("size_bytes")
@@ -512,7 +512,7 @@ def plot_rate_auc(sweep: pd.DataFrame) -> plt.Figure:
         ax.set_xlabel("stored training set (KB, log scale)")
         ax.set_ylabel(metric.replace("_auc", "-level ROC-AUC"))
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, ncol=2, loc="best")
+    axes[1].legend(fontsize=8, ncol=2, loc="best")
     fig.tight_layout()
     return fig
 
