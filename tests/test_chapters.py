@@ -12,6 +12,7 @@ import yaml
 
 import notebook_checks as checks
 from conftest import ROOT
+from helpers.results import PAGE_WIDTH
 from helpers.scoreboard import chapter_notebooks, notebook_profile, write_pages
 
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
@@ -210,7 +211,7 @@ def test_chapter_ids_are_unique():
 
 
 CODE_WIDTH = 88  # ruff's line length ([tool.ruff] in pyproject.toml): no code line is clipped at 1280 px
-PRINTED_WIDTH = 100  # characters of one printed output line that fit the page's code column at 1280 px
+PRINTED_WIDTH = PAGE_WIDTH  # what fits the page's code column at 1280 px (helpers.results.wrap uses it too)
 # Chapters whose committed outputs were printed before the width rule; each leaves this set when it
 # is next re-run (its long prints are split in the code already or wait for that run).
 PRINTED_BEFORE_THE_RULE = {

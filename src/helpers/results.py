@@ -266,7 +266,7 @@ def wrap(text: object, width: int = PAGE_WIDTH) -> str:
     return "\n".join(out)
 
 
-def format_provenance(provenance: Mapping[str, Any], width: int = 100) -> str:
+def format_provenance(provenance: Mapping[str, Any], width: int = PAGE_WIDTH) -> str:
     """The provenance record as aligned ``key: value`` lines for the chapter's last cell.
 
     Lines longer than ``width`` characters wrap at spaces, indented under their key, so that
