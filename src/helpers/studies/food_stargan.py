@@ -82,6 +82,7 @@ class FoodStarGAN:
     judge_size: int  # input size of the ImageNet judge and KID features (photos are upsampled to it)
     judge_epochs: int
     judge_lr: float
+    judge_batch: int  # fine-tuning batch: at 224 px its activations dominate the chapter's memory
     kid_subsets: int
     fid: bool  # also torchmetrics FID on InceptionV3 (needs its weights: downloaded, so gpu only)
     grid_per_domain: int  # test photos per dish in the translation grids
@@ -100,19 +101,21 @@ PROFILES = {
         domains=CPU_DOMAINS, clean_domain="bibimbap", full_dataset=False, train_per_class=16, test_per_class=6,
         image_size=32, test_size=64, batch_size=8, g_width=8, g_res_blocks=1, d_width=8, d_layers=3, iterations=10,
         n_critic=5, lr=1e-4, checkpoint_every=5, fractions=(0.25, 0.5, 1.0), k_clusters=4, clean_size=32,
-        judge_size=64, judge_epochs=2, judge_lr=1e-3, kid_subsets=5, fid=False, grid_per_domain=1,
+        judge_size=64, judge_epochs=2, judge_lr=1e-3, judge_batch=32, kid_subsets=5, fid=False, grid_per_domain=1,
     ),
     "cpu": FoodStarGAN(
         domains=CPU_DOMAINS, clean_domain="bibimbap", full_dataset=False, train_per_class=120, test_per_class=40,
         image_size=64, test_size=128, batch_size=16, g_width=16, g_res_blocks=3, d_width=16, d_layers=4,
         iterations=2000, n_critic=5, lr=1e-4, checkpoint_every=200, fractions=(0.25, 0.5, 1.0), k_clusters=8,
-        clean_size=64, judge_size=224, judge_epochs=8, judge_lr=1e-3, kid_subsets=50, fid=False, grid_per_domain=2,
+        clean_size=64, judge_size=224, judge_epochs=8, judge_lr=1e-3, judge_batch=16, kid_subsets=50, fid=False,
+        grid_per_domain=2,
     ),
     "gpu": FoodStarGAN(
         domains=GPU_DOMAINS, clean_domain="ramen", full_dataset=True, train_per_class=750, test_per_class=250,
         image_size=256, test_size=512, batch_size=32, g_width=64, g_res_blocks=6, d_width=64, d_layers=6,
         iterations=20_000, n_critic=5, lr=1e-4, checkpoint_every=1000, fractions=(0.25, 0.5, 1.0), k_clusters=8,
-        clean_size=224, judge_size=224, judge_epochs=10, judge_lr=1e-3, kid_subsets=100, fid=True, grid_per_domain=1,
+        clean_size=224, judge_size=224, judge_epochs=10, judge_lr=1e-3, judge_batch=32, kid_subsets=100, fid=True,
+        grid_per_domain=1,
     ),
 }
 
@@ -240,8 +243,8 @@ def train_judge(cfg: FoodStarGAN, data: FoodData, profile: str, seed: int = 0, d
                           v2.ColorJitter(0.1, 0.1, 0.05)])
     model, record = judge_backbone(profile, trainable=True)
     key = key_of(kind="judge", backbone=[record.arch, record.weights], judge_size=cfg.judge_size,
-                 epochs=cfg.judge_epochs, lr=cfg.judge_lr, size=size, seed=seed, train=images_hash(data.train_x),
-                 test=images_hash(data.test_x), domains=cfg.domains)
+                 epochs=cfg.judge_epochs, lr=cfg.judge_lr, batch=cfg.judge_batch, size=size, seed=seed,
+                 train=images_hash(data.train_x), test=images_hash(data.test_x), domains=cfg.domains)
 
     def build() -> dict:
         with torch.random.fork_rng(devices=[]):
@@ -250,7 +253,8 @@ def train_judge(cfg: FoodStarGAN, data: FoodData, profile: str, seed: int = 0, d
             optimizer = torch.optim.AdamW(judge.parameters(), lr=cfg.judge_lr, weight_decay=1e-4)
             schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.judge_lr, total_steps=cfg.judge_epochs)
             history = train_classifier(
-                judge, DataLoader(_Photos(data.train_x, data.train_y, augment), batch_size=32, shuffle=True),
+                judge, DataLoader(_Photos(data.train_x, data.train_y, augment), batch_size=cfg.judge_batch,
+                                  shuffle=True),
                 optimizer, cfg.judge_epochs, scheduler=schedule, device=device, desc="judge",
                 loss_fn=nn.CrossEntropyLoss(label_smoothing=0.1),
                 val_loader=DataLoader(_Photos(data.test_x, data.test_y, None), batch_size=64),
