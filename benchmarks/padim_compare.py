@@ -4,7 +4,7 @@
 train, 160 test images) at crops 224 and 448 with 100 random dimensions, and at crop 224
 with all 176 channels, with:
 
-- ``book``: ``helpers.padim.Padim`` (float32), and as variants the same with the
+- ``book``: ``helpers.models.padim.Padim`` (float32), and as variants the same with the
   backbone forward under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (``book-bf16``)
   or ``torch.compile`` (``book-compile``);
 - ``anomalib``: anomalib 2.7.0's torch ``PadimModel`` (its feature extractor, Gaussian
@@ -14,7 +14,7 @@ with all 176 channels, with:
   where its estimated memory exceeds ``REFERENCE_LIMIT_GIB``.
 
 All see the same uint8 images, resized and centre-cropped by
-``helpers.padim.prepare_images``, the same packaged ImageNet EfficientNet-Lite0 at
+``helpers.models.padim.prepare_images``, the same packaged ImageNet EfficientNet-Lite0 at
 strides 4/8/16 in float32, and the same random channels (the book's index). Each run is
 a subprocess (``padim_runs.py``) that measures fit and inference time, peak RSS above
 its baseline (RSS after imports, data and backbone load), image and pixel ROC-AUC, and
@@ -284,7 +284,7 @@ def write_json(record: dict[str, Any], path: Path) -> None:
 ADAPTATIONS = {
     "inputs": (
         "every implementation gets the same uint8 images through "
-        "helpers.padim.prepare_images (resize, centre crop, RGB in [0, 1]) and the same "
+        "helpers.models.padim.prepare_images (resize, centre crop, RGB in [0, 1]) and the same "
         "ground truth through prepare_masks"
     ),
     "anomalib": (

@@ -17,15 +17,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+import padim_reference as reference
 import psutil
 import torch
-from torch import nn
-
-import padim_reference as reference
-from helpers import backbones
-from helpers.data.mvtec import load_mvtec, read_ground_truth, read_images
-from helpers.padim import Padim, image_auc, pixel_auc, prepare_images, prepare_masks
-from helpers.studies.anomaly_compression import PeakMemory
 from padim_compare import (
     BACKBONE,
     BATCH_SIZE,
@@ -35,6 +29,18 @@ from padim_compare import (
     STRIDES,
     Job,
 )
+from torch import nn
+
+from helpers import backbones
+from helpers.data.mvtec import load_mvtec, read_ground_truth, read_images
+from helpers.models.padim import (
+    Padim,
+    image_auc,
+    pixel_auc,
+    prepare_images,
+    prepare_masks,
+)
+from helpers.studies.ch03_anomaly_compression import PeakMemory
 
 MIB = 2**20
 
@@ -183,7 +189,7 @@ def measure(
 
 
 def run_book(job: Job, inputs: Inputs, variant: str) -> dict[str, Any]:
-    """``helpers.padim.Padim``: fit on the train images, embed and score the test ones."""
+    """``helpers.models.padim.Padim``: fit on the train images, embed and score the test ones."""
     padim = Padim(
         inputs.pyramid(),
         job.dims,

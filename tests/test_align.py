@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers.align import AkazeAligner, align_all, summary
+from helpers.methods.align import AkazeAligner, align_all, summary
 
 
 def textured_object(size=200, seed=0):

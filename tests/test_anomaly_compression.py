@@ -8,10 +8,10 @@ import pytest
 import torch
 import torchvision
 
-from helpers.mask import OtsuMasker
-from helpers.padim import Padim
-from helpers.profiles import ProfileError
-from helpers.studies import anomaly_compression as study
+from helpers.core.profiles import ProfileError
+from helpers.methods.mask import OtsuMasker
+from helpers.models.padim import Padim
+from helpers.studies import ch03_anomaly_compression as study
 
 
 def test_every_profile_has_settings_and_the_sweep_reaches_maximum_compression():

@@ -11,13 +11,13 @@ import socket
 import numpy as np
 import pytest
 import torch
+from test_backbones import fake_imagenette
 from torchvision import models
 
 from helpers import backbones
 from helpers.backbones import __main__ as cli
 from helpers.backbones import packaged, page, pyramid, verify
 from helpers.data.images import IMAGENETTE_CLASSES
-from test_backbones import fake_imagenette
 
 
 @pytest.fixture

@@ -1,8 +1,7 @@
 import sys
 
-from pybtex.database import Entry, Person
-
 from conftest import ROOT
+from pybtex.database import Entry, Person
 
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 from author_year_labels import AuthorYearLabelStyle, author_year_label  # noqa: E402

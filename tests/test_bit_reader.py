@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from helpers.jpeg_bytes import PAD_TOKEN
+from helpers.codecs.jpeg_bytes import PAD_TOKEN
 from helpers.models.bit_reader import BitReader, scan_bits
 
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from helpers.jpeg_bytes import PAD_TOKEN
+from helpers.codecs.jpeg_bytes import PAD_TOKEN
+from helpers.methods.train import train_classifier
 from helpers.models.byte_classifier import ByteClassifier, Variant
-from helpers.train import train_classifier
 
 
 def batch(variant, rows=5, length=80, header=40, seed=0):

@@ -1,6 +1,6 @@
 import torch
 
-from helpers import cache
+from helpers.core import cache
 
 
 def test_load_or_build_caches_and_reuses(isolated):

@@ -1,7 +1,7 @@
 import pytest
 import sacrebleu
 
-from helpers.captions import SPECIALS, Vocabulary, bleu4, tokenize
+from helpers.methods.captions import SPECIALS, Vocabulary, bleu4, tokenize
 
 CAPTIONS = ["A man riding a horse.", "A man's hat on a table", "Two dogs play", "a horse in a field"]
 

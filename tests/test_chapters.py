@@ -7,13 +7,13 @@ import re
 import subprocess
 import sys
 
+import notebook_checks as checks
 import pytest
 import yaml
-
-import notebook_checks as checks
 from conftest import ROOT
-from helpers.results import PAGE_WIDTH
-from helpers.scoreboard import chapter_notebooks, notebook_profile, write_pages
+
+from helpers.core.results import PAGE_WIDTH
+from helpers.core.scoreboard import chapter_notebooks, notebook_profile, write_pages
 
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
 COPIES = ROOT / "tests" / "notebooks"
@@ -64,7 +64,7 @@ def test_every_figure_cell_of_a_published_chapter_shows_its_figure(path):
 def test_execute_gives_published_chapters_inline_figures_and_copies_none(tmp_path, monkeypatch):
     import papermill
 
-    from helpers import cli
+    from helpers.core import cli
 
     seen = []
     monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: seen.append(os.environ.get("MPLBACKEND")))
@@ -77,7 +77,7 @@ def test_execute_gives_published_chapters_inline_figures_and_copies_none(tmp_pat
 def test_strip_injected_parameters_removes_only_that_cell(tmp_path):
     import nbformat
 
-    from helpers.cli import strip_injected_parameters
+    from helpers.core.cli import strip_injected_parameters
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell('profile = "auto"', metadata={"tags": ["parameters"]}),
@@ -94,7 +94,7 @@ def test_a_run_replaces_the_chapter_only_when_it_finished(tmp_path, monkeypatch)
 
     import nbformat
 
-    from helpers import cli
+    from helpers.core import cli
 
     (tmp_path / "_config.yml").write_text("title: t\n")
     (tmp_path / "chapters").mkdir()
@@ -211,7 +211,7 @@ def test_chapter_ids_are_unique():
 
 
 CODE_WIDTH = 88  # ruff's line length ([tool.ruff] in pyproject.toml): no code line is clipped at 1280 px
-PRINTED_WIDTH = PAGE_WIDTH  # what fits the page's code column at 1280 px (helpers.results.wrap uses it too)
+PRINTED_WIDTH = PAGE_WIDTH  # what fits the page's code column at 1280 px (helpers.core.results.wrap uses it too)
 # Chapters whose committed outputs were printed before the width rule; each leaves this set when it
 # is next re-run (its long prints are split in the code already or wait for that run).
 PRINTED_BEFORE_THE_RULE = {
@@ -255,7 +255,7 @@ def test_printed_width_check_catches_a_wide_line():
 
 
 # A measured quantity written by hand in prose goes stale at the next run: numbers with these units
-# belong in code output or in `glue` (the paper's own values too: helpers.paper holds them).
+# belong in code output or in `glue` (the paper's own values too: helpers.core.paper holds them).
 MEASURED = re.compile(r"(?<![\w.{-])\d[\d,]*(?:\.\d+)?\s?(?:min|minutes?|s|seconds?|hours?|%|dB|[KMG]i?B)(?!\w)")
 
 

@@ -4,7 +4,12 @@ import torch
 import torchvision
 from torch import nn
 
-from helpers.cleaning import backbone_extractor, extract_features, kmeans_clean, spread
+from helpers.methods.cleaning import (
+    backbone_extractor,
+    extract_features,
+    kmeans_clean,
+    spread,
+)
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

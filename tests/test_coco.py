@@ -4,11 +4,17 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import sha256
 from PIL import Image
 
-from conftest import sha256
 from helpers.data import registry
-from helpers.data.coco import CocoFormatError, load_coco_captions, load_karpathy, read_caption_json, read_karpathy_split
+from helpers.data.coco import (
+    CocoFormatError,
+    load_coco_captions,
+    load_karpathy,
+    read_caption_json,
+    read_karpathy_split,
+)
 
 
 def caption_json(ids, captions_per_image=2):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.color import (
+from helpers.methods.color import (
     AB_SCALE,
     chroma,
     colourfulness,

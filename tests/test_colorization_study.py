@@ -6,10 +6,10 @@ import torch
 from PIL import Image
 from torch import nn
 
+from helpers.core.profiles import ProfileError
 from helpers.data.frames import scan_frames
 from helpers.models.colorizer import BinnedAB, L2Regression, VGGTaps
-from helpers.profiles import ProfileError
-from helpers.studies import colorization as study
+from helpers.studies import ch02_colorization as study
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
-from helpers.color import AB_SCALE
+from helpers.methods.color import AB_SCALE
 from helpers.models.colorizer import (
     BinnedAB,
     Bugs,

@@ -7,9 +7,9 @@ import os
 import tarfile
 
 import pytest
-
 from conftest import ROOT, sha256
-from helpers import cli
+
+from helpers.core import cli
 from helpers.data import archives, book_archives, registry
 from helpers.data.store import ChecksumMismatch
 

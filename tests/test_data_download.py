@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
+from serve_archives import ArchiveServer
 
 from helpers.data import archives, registry
 from helpers.data.images import IMAGENETTE_CLASSES, load_imagenette
@@ -15,7 +16,6 @@ from helpers.data.store import (
     DatasetUnavailable,
     fetch_book_copy,
 )
-from serve_archives import ArchiveServer
 
 WNID = next(iter(IMAGENETTE_CLASSES))
 

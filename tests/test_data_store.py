@@ -3,10 +3,15 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from conftest import sha256
+
 from helpers.data import registry, store
-from helpers.data.store import ChecksumMismatch, DatasetUnavailable, fetch_file, fetch_folder
+from helpers.data.store import (
+    ChecksumMismatch,
+    DatasetUnavailable,
+    fetch_file,
+    fetch_folder,
+)
 
 CONTENT = b"IDX-like payload for the toy dataset\n" * 100
 UNREACHABLE = "http://127.0.0.1:9/toy/payload.bin"  # nothing listens on the discard port: fails at once

@@ -7,7 +7,13 @@ import pytest
 from PIL import Image
 
 from helpers.data import registry
-from helpers.data.food import food_layout, load_food, square_tensor, take_fraction, take_per_class
+from helpers.data.food import (
+    food_layout,
+    load_food,
+    square_tensor,
+    take_fraction,
+    take_per_class,
+)
 
 BROKEN = b"\xff\xd8\xff\xe0 not really a jpeg"
 

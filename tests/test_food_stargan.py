@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers.core.profiles import ProfileError
 from helpers.data.food import load_food
-from helpers.profiles import ProfileError
-from helpers.studies import food_stargan as study
+from helpers.studies import ch04_food_stargan as study
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])

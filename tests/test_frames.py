@@ -1,9 +1,9 @@
 import av
 import numpy as np
 import pytest
+from conftest import sha256
 from PIL import Image
 
-from conftest import sha256
 from helpers.data import registry
 from helpers.data.frames import (
     DEFAULT_CLIP,

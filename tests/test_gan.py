@@ -5,10 +5,9 @@ import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from helpers import gan
-
-from helpers.cache import Checkpointer
-from helpers.gan import (
+from helpers.core.cache import Checkpointer
+from helpers.methods import gan
+from helpers.methods.gan import (
     ImageBank,
     LossWeights,
     TrainSettings,

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import jpeg
-from helpers.metrics import psnr
+from helpers.codecs import jpeg
+from helpers.methods.metrics import psnr
 
 
 def textured(size=64, seed=0):

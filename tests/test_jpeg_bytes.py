@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import jpeg_bytes as jb
+from helpers.codecs import jpeg_bytes as jb
 
 
 def digits(n=6, seed=0):

@@ -3,8 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers.profiles import ProfileError
-from helpers.studies import jpeg_robustness as jr
+from helpers.core.profiles import ProfileError
+from helpers.studies import ch05_jpeg_robustness as jr
 
 
 def test_every_profile_has_settings_and_unknown_ones_fail():

@@ -5,8 +5,15 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers import mask as mask_module
-from helpers.mask import (GrabCutMasker, OtsuMasker, apply_mask, available_methods, make_masker, union_mask)
+from helpers.methods import mask as mask_module
+from helpers.methods.mask import (
+    GrabCutMasker,
+    OtsuMasker,
+    apply_mask,
+    available_methods,
+    make_masker,
+    union_mask,
+)
 
 
 def object_on_background(dark_object=True, size=96, seed=0):

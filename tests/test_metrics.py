@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from helpers.metrics import psnr, ssim
+from helpers.methods.metrics import psnr, ssim
 
 
 def test_psnr_of_a_known_error():

@@ -2,9 +2,9 @@ import tarfile
 
 import numpy as np
 import pytest
+from conftest import sha256
 from PIL import Image
 
-from conftest import sha256
 from helpers.data import registry
 from helpers.data.mvtec import CATEGORIES, load_mvtec, read_ground_truth, read_images
 from helpers.data.store import ChecksumMismatch

@@ -6,8 +6,16 @@ import torchvision
 from torch import nn
 
 from helpers.backbones import IMAGENET_MEAN, IMAGENET_STD, FeaturePyramid
-from helpers.padim import (Padim, Tap, crop_view, feature_dims, image_auc, pixel_auc, prepare_images,
-                           prepare_masks)
+from helpers.models.padim import (
+    Padim,
+    Tap,
+    crop_view,
+    feature_dims,
+    image_auc,
+    pixel_auc,
+    prepare_images,
+    prepare_masks,
+)
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +146,7 @@ def test_an_efficientnet_lite_pyramid_is_tapped_at_strides_4_8_16():
 
 
 def test_blockwise_inverse_equals_one_inverse(resnet, monkeypatch):
-    import helpers.padim as padim_module
+    import helpers.models.padim as padim_module
 
     train, _ = synthetic_set(8, np.zeros(8, bool), seed=4)
     padim = Padim(resnet, dims=12, resize=32, crop=32, batch_size=8)

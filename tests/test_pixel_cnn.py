@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.methods.train import train_classifier
 from helpers.models.pixel_cnn import PixelCNN, to_pixels
-from helpers.train import train_classifier
 
 
 def test_pixels_scale_to_unit_range_with_a_channel_axis():

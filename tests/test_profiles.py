@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import profiles
+from helpers.core import profiles
 
 
 def test_three_profiles_smallest_first_then_auto():

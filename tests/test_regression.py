@@ -4,9 +4,9 @@ import copy
 import fnmatch
 
 import pytest
-
 from conftest import ROOT
-from helpers import regression
+
+from helpers.core import regression
 
 REFERENCES = sorted((ROOT / "tests" / "notebooks").glob(f"*{regression.REFERENCE_SUFFIX}"))
 RULES = [

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers import results
+from helpers.core import results
 
 
 def test_save_writes_a_complete_record(tmp_path):

@@ -1,6 +1,6 @@
 import json
 
-from helpers import scoreboard
+from helpers.core import scoreboard
 
 
 def record(chapter, profile, claims=(), wall=60.0):
@@ -56,7 +56,7 @@ def test_write_pages_reads_chapters_and_results(tmp_path):
 
 
 def test_a_setup_note_repeated_on_many_rows_is_said_once():
-    from helpers.scoreboard import shared_sentences, without_sentences
+    from helpers.core.scoreboard import shared_sentences, without_sentences
 
     note = "Lite0 features vs wide_resnet50_2. 512 px vs 1024 px."
     whys = [f"row {i} is above the baseline. {note}" for i in range(3)] + ["a different reason."]

@@ -4,7 +4,13 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-from helpers.models.show_attend_tell import AttentionDecoder, FeatureMapEncoder, Renormalise, beam_search, caption_loss
+from helpers.models.show_attend_tell import (
+    AttentionDecoder,
+    FeatureMapEncoder,
+    Renormalise,
+    beam_search,
+    caption_loss,
+)
 
 V, P, D = 12, 4, 8
 

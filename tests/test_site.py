@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import ROOT
 from PIL import Image
 
-from conftest import ROOT
-from helpers.cli import find_chromium, screenshot
+from helpers.core.cli import find_chromium, screenshot
 
 pytestmark = pytest.mark.site
 REPO_URL = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]

@@ -9,10 +9,10 @@ import json
 import os
 
 import pytest
-
 from conftest import ROOT
-from helpers import regression
-from helpers.results import results_dir
+
+from helpers.core import regression
+from helpers.core.results import results_dir
 
 COPIES = sorted((ROOT / "tests" / "notebooks").glob("*.ipynb"))
 

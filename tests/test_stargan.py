@@ -1,8 +1,13 @@
 import pytest
 import torch
 
-from helpers.gan import one_hot
-from helpers.models.stargan import Discriminator, Generator, domain_maps, parameter_count
+from helpers.methods.gan import one_hot
+from helpers.models.stargan import (
+    Discriminator,
+    Generator,
+    domain_maps,
+    parameter_count,
+)
 
 
 @pytest.mark.parametrize("side", [(8, 8), (12, 20), (36, 28)])

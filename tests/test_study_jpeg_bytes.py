@@ -5,14 +5,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import sha256
+from test_idx import idx_bytes
+
+from helpers.core.profiles import ProfileError
 from helpers.data import ImageSplit, registry
 from helpers.models.bit_reader import BitReader
 from helpers.models.byte_classifier import Variant
-from helpers.profiles import ProfileError
-from helpers.studies import jpeg_bytes as study
-from test_idx import idx_bytes
+from helpers.studies import ch01_jpeg_bytes as study
 
 TINY = replace(study.settings("smoke"), embed_dim=8, hidden=8, batch_size=16, robust_size=None,
                glitch_counts=(0, 20), saliency_size=4)

@@ -2,8 +2,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from helpers.cache import Checkpointer
-from helpers.train import accuracy, train_classifier
+from helpers.core.cache import Checkpointer
+from helpers.methods.train import accuracy, train_classifier
 
 
 def toy_data(n=64, seed=0):

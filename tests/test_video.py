@@ -4,8 +4,14 @@ import av
 import numpy as np
 import pytest
 
-from helpers.metrics import psnr
-from helpers.video import VideoDecodeError, bd_rate, codec, decode_frames, encode_frames
+from helpers.codecs.video import (
+    VideoDecodeError,
+    bd_rate,
+    codec,
+    decode_frames,
+    encode_frames,
+)
+from helpers.methods.metrics import psnr
 
 
 def moving_gradient(n=6, height=48, width=64, channels=1):

@@ -1,8 +1,8 @@
 """Helpers for the book *Learning from Compressed Images*.
 
 Every reusable piece of the five chapters lives here, with unit tests in ``tests/``:
-profiles (``helpers.profiles``), datasets (``helpers.data``), results and provenance
-(``helpers.results``) and the book's generated pages (``helpers.scoreboard``).
+profiles (``helpers.core.profiles``), datasets (``helpers.data``), results and provenance
+(``helpers.core.results``) and the book's generated pages (``helpers.core.scoreboard``).
 """
 
 import warnings

@@ -1,3 +1,3 @@
-from helpers.cli import main
+from helpers.core.cli import main
 
 main()

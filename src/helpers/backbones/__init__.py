@@ -42,12 +42,12 @@ except ImportError:  # Windows
 import torch
 from torch import nn
 
-from helpers import cache, profiles
 from helpers.backbones import imagenet, packaged, standin
 from helpers.backbones.imagenet import BackboneUnavailable
 from helpers.backbones.pyramid import FeaturePyramid, Stage, stages
 from helpers.backbones.standin import IMAGENET_MEAN, IMAGENET_STD
-from helpers.results import results_dir
+from helpers.core import cache, profiles
+from helpers.core.results import results_dir
 
 TORCHVISION_NAMES = ("vgg16", "wide_resnet50_2", "resnet18")
 NAMES = (*TORCHVISION_NAMES, *packaged.NAMES)

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 
-from helpers import profiles
 from helpers.backbones import STANDIN_ARCH, packaged, pretrain, verify
+from helpers.core import profiles
 
 
 def _pretrain_lines(name: str, profile: str, seed: int) -> list[str]:

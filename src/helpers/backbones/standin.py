@@ -28,10 +28,10 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import models
 from torchvision.transforms import v2
 
-from helpers import profiles, results
+from helpers.core import profiles, results
+from helpers.core.cache import Checkpointer
 from helpers.data.images import IMAGENETTE_CLASSES, ImageFolderSet, load_imagenette
-from helpers.cache import Checkpointer
-from helpers.train import accuracy, train_classifier
+from helpers.methods.train import accuracy, train_classifier
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

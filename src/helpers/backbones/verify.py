@@ -11,8 +11,8 @@ ImageNet training never saw. imagenette2's other files carry ImageNet *train* na
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,8 +21,8 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from helpers import results
 from helpers.backbones import RECORDS_FOLDER, packaged, write_json
+from helpers.core import results
 from helpers.data.images import IMAGENETTE_CLASSES, load_imagenette
 
 # ImageNet-1k class index of each imagenette wnid (a test checks torchvision's names).

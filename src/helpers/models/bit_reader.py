@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from helpers.jpeg_bytes import PAD_TOKEN
+from helpers.codecs.jpeg_bytes import PAD_TOKEN
 
 BIT_ORDER = torch.arange(7, -1, -1, dtype=torch.uint8)  # most significant bit first, as JPEG writes them
 

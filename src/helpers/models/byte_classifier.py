@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from helpers.jpeg_bytes import PAD_TOKEN, Layout
+
+from helpers.codecs.jpeg_bytes import PAD_TOKEN, Layout
 
 SHARE_STEP = 32  # shared prefixes are rounded down to a multiple: few distinct shapes for the LSTM kernels
 

@@ -29,7 +29,7 @@ from scipy.ndimage import gaussian_filter
 from torch import nn
 
 from helpers.backbones import vgg_pool_indices
-from helpers.color import AB_SCALE
+from helpers.methods.color import AB_SCALE
 
 
 @dataclass(frozen=True)

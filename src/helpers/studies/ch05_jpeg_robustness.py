@@ -24,17 +24,30 @@ from torchvision.models import resnet18
 from torchvision.transforms import v2
 from tqdm import tqdm
 
-from helpers import backbones, paper, profiles, verdicts
+from helpers import backbones
 from helpers.backbones.verify import IMAGENET_INDEX
-from helpers.cache import key_of, load_or_build
-from helpers.captions import Vocabulary, bleu4, tokenize
+from helpers.codecs.jpeg import (
+    MIX_QUALITIES,
+    RESAVE_QUALITY,
+    TEST_QUALITIES,
+    compress,
+    compress_then_resave,
+)
+from helpers.core import paper, profiles, verdicts
+from helpers.core.cache import key_of, load_or_build
+from helpers.core.results import Claim
 from helpers.data.coco import CaptionSet, load_coco_captions, load_karpathy
 from helpers.data.images import load_imagenette
 from helpers.data.store import Location
-from helpers.jpeg import MIX_QUALITIES, RESAVE_QUALITY, TEST_QUALITIES, compress, compress_then_resave
-from helpers.models.show_attend_tell import AttentionDecoder, FeatureMapEncoder, Renormalise, beam_search, caption_loss
-from helpers.results import Claim
-from helpers.train import train_classifier
+from helpers.methods.captions import Vocabulary, bleu4, tokenize
+from helpers.methods.train import train_classifier
+from helpers.models.show_attend_tell import (
+    AttentionDecoder,
+    FeatureMapEncoder,
+    Renormalise,
+    beam_search,
+    caption_loss,
+)
 
 CONDITIONS: tuple[str, ...] = ("uncompressed", *(str(q) for q in TEST_QUALITIES))  # the paper's columns
 LOW_QUALITIES: tuple[str, ...] = ("7", "5", "3", "2")  # "high compression" in the claims below

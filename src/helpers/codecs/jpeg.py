@@ -15,7 +15,7 @@ import pandas as pd
 from PIL import Image
 
 from helpers.data.images import to_rgb
-from helpers.metrics import psnr, ssim
+from helpers.methods.metrics import psnr, ssim
 
 TEST_QUALITIES: tuple[int, ...] = (80, 61, 41, 31, 22, 17, 12, 10, 7, 5, 3, 2)  # the study's test sweep
 MIX_QUALITIES: tuple[int, ...] = (22, 10, 7, 2)  # the qualities of the extra training copies

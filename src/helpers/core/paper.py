@@ -1,6 +1,6 @@
 """The numbers the five studies report, as tables (transcribed from the original texts).
 
-The CSV files in ``helpers/paper_numbers/`` hold numbers only; each chapter compares its
+The CSV files in ``helpers/core/paper_numbers/`` hold numbers only; each chapter compares its
 own measurements with them and the scoreboard shows both side by side.
 """
 
@@ -22,5 +22,5 @@ def table(name: str) -> list[dict[str, str]]:
     """Rows of one paper table as dicts of strings (convert the cells you use)."""
     if name not in TABLES:
         raise KeyError(f"unknown paper table {name!r}; available: {sorted(TABLES)}")
-    text = resources.files("helpers").joinpath("paper_numbers", f"{name}.csv").read_text(encoding="utf-8")
+    text = resources.files("helpers.core").joinpath("paper_numbers", f"{name}.csv").read_text(encoding="utf-8")
     return list(csv.DictReader(text.splitlines()))

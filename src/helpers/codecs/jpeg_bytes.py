@@ -144,7 +144,7 @@ class EncodedFiles:
         return self.offsets[1:] - self.offsets[:-1]
 
     def as_dict(self) -> dict[str, torch.Tensor]:
-        """Tensors only, for ``helpers.cache`` (loads with ``weights_only=True``)."""
+        """Tensors only, for ``helpers.core.cache`` (loads with ``weights_only=True``)."""
         return {"data": self.data, "offsets": self.offsets}
 
 

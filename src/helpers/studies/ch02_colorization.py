@@ -24,12 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from helpers import backbones, profiles
+from helpers import backbones
 from helpers.backbones import BackboneRecord
-from helpers.cache import key_of, load_or_build
-from helpers.color import AB_SCALE, colourfulness, gray_rgb, join_lab, split_lab
+from helpers.core import profiles
+from helpers.core.cache import key_of, load_or_build
+from helpers.core.results import Claim
 from helpers.data.frames import FrameClip
-from helpers.metrics import psnr, ssim
+from helpers.methods.color import AB_SCALE, colourfulness, gray_rgb, join_lab, split_lab
+from helpers.methods.metrics import psnr, ssim
 from helpers.models.colorizer import (
     BinnedAB,
     Bugs,
@@ -39,7 +41,6 @@ from helpers.models.colorizer import (
     ResidualEncoder,
     predict_ab,
 )
-from helpers.results import Claim
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from helpers import cache, paper, profiles, verdicts
-from helpers.data import ImageSplit, load_idx_split
-from helpers.jpeg_bytes import (
+from helpers.codecs.jpeg_bytes import (
     QUALITY,
     EncodedFiles,
     JpegByteSet,
@@ -32,11 +30,13 @@ from helpers.jpeg_bytes import (
     shift_image,
     zero_random_bytes,
 )
+from helpers.core import cache, paper, profiles, verdicts
+from helpers.core.results import Claim
+from helpers.data import ImageSplit, load_idx_split
+from helpers.methods.train import History, predict, train_classifier
 from helpers.models.bit_reader import BitReader
 from helpers.models.byte_classifier import ByteClassifier, Variant
 from helpers.models.pixel_cnn import PixelCNN, to_pixels
-from helpers.results import Claim
-from helpers.train import History, predict, train_classifier
 
 REGIONS = {"whole file": False, "scan only": True}  # region name -> header protected
 
@@ -540,7 +540,7 @@ def paper_claims(m: dict) -> list[Claim]:
 
     ``m`` holds the post's architecture on MNIST (test/train accuracy) and the model that the ablation
     and glitch claims rest on (``m["ablation"]``, ``m["glitch_per_class"]``, trained on
-    ``m["ablation_data"]``). The book's rules (``helpers.verdicts``) apply first: an ablation or glitch
+    ``m["ablation_data"]``). The book's rules (``helpers.core.verdicts``) apply first: an ablation or glitch
     claim is "not comparable" when that model's clean test accuracy is below ``WORKING_MODEL`` (or
     within 0.1 of chance), and an ablation gap counts only when it exceeds both the seed spread and
     two binomial standard errors on ``m["ablation_n"]`` test files.

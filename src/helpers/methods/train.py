@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from helpers.cache import Checkpointer
+from helpers.core.cache import Checkpointer
 
 
 @dataclass

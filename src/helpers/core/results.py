@@ -3,7 +3,7 @@
 A chapter calls ``run = results.start("01", profile, seed)`` in its setup cell, records the
 data it read with ``run.add_data(...)``, and ends with ``run.finish(metrics, claims)``,
 which writes ``results/<chapter>.<profile>.json`` atomically. The scoreboard and status
-pages of the book are generated from those files (``helpers.scoreboard``).
+pages of the book are generated from those files (``helpers.core.scoreboard``).
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ import torch
 import torchvision
 
 import helpers
-
-from helpers.profiles import Profile, get
+from helpers.core.profiles import Profile, get
 
 VERDICTS = ("reproduced", "differs", "not comparable")
 ENV_RESULTS = "BOOK_RESULTS_DIR"

@@ -27,8 +27,8 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 from tqdm import tqdm
 
-from helpers.cache import Checkpointer
-from helpers.metrics import ssim
+from helpers.core.cache import Checkpointer
+from helpers.methods.metrics import ssim
 
 STEP_SEED_STRIDE = 1_000_003  # iteration seeds of different run seeds never collide below a million steps
 

@@ -20,9 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from helpers import profiles, regression
-from helpers.results import project_root, results_dir
-from helpers.scoreboard import chapter_notebooks, write_pages
+from helpers.core import profiles, regression
+from helpers.core.results import project_root, results_dir
+from helpers.core.scoreboard import chapter_notebooks, write_pages
 
 SCREENSHOT_PAGES = ("book/intro.html", "chapters/00_quickstart.html")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from helpers.backbones.page import write_page as write_backbones_page
-from helpers.results import VERDICTS, load_all
+from helpers.core.results import VERDICTS, load_all
 
 PROFILE_RANK = {"gpu": 2, "cpu": 1, "smoke": 0}
 QUICKSTART = "00"  # the tour of the book's tooling: no study, no claims

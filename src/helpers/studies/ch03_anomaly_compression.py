@@ -24,13 +24,13 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
-from helpers import paper, profiles
-from helpers.align import AkazeAligner, Alignment
-from helpers.mask import Masker, apply_mask, union_mask
-from helpers.metrics import psnr
-from helpers.padim import Padim, image_auc, pixel_auc, prepare_masks
-from helpers.results import Claim
-from helpers.video import CODECS, bd_rate, codec, decode_frames, encode_frames
+from helpers.codecs.video import CODECS, bd_rate, codec, decode_frames, encode_frames
+from helpers.core import paper, profiles
+from helpers.core.results import Claim
+from helpers.methods.align import AkazeAligner, Alignment
+from helpers.methods.mask import Masker, apply_mask, union_mask
+from helpers.methods.metrics import psnr
+from helpers.models.padim import Padim, image_auc, pixel_auc, prepare_masks
 
 PREPROCESSINGS = ("none", "align", "mask", "align+mask")
 PER_IMAGE_CODECS = {"jpeg": "JPEG", "webp": "WEBP"}

@@ -24,14 +24,21 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.transforms import v2
 
-from helpers import backbones, profiles, verdicts
+from helpers import backbones
 from helpers.backbones import BackboneRecord
-from helpers.cache import Checkpointer, artifact_dir, key_of, load_or_build
-from helpers.cleaning import Cleaning, backbone_extractor, extract_features, kmeans_clean
+from helpers.core import profiles, verdicts
+from helpers.core.cache import Checkpointer, artifact_dir, key_of, load_or_build
+from helpers.core.results import Claim
 from helpers.data.food import load_food, square_tensor, take_fraction, take_per_class
 from helpers.data.images import ImageFolderSet
 from helpers.data.store import Location
-from helpers.gan import (
+from helpers.methods.cleaning import (
+    Cleaning,
+    backbone_extractor,
+    extract_features,
+    kmeans_clean,
+)
+from helpers.methods.gan import (
     ImageBank,
     LossWeights,
     StarGANHistory,
@@ -42,10 +49,9 @@ from helpers.gan import (
     to_unit,
     train_stargan,
 )
-from helpers.metrics import ssim
+from helpers.methods.metrics import ssim
+from helpers.methods.train import History, train_classifier
 from helpers.models.stargan import Discriminator, Generator, parameter_count
-from helpers.results import Claim
-from helpers.train import History, train_classifier
 
 CACHE_KIND = "food-stargan"
 # The judge and the KID features: ImageNet weights that ship with the book (helpers.backbones).
@@ -193,7 +199,7 @@ class DishJudge(nn.Module):
     """An ImageNet network fine-tuned on real photos only: it names the dish of an image in [-1, 1].
 
     ``features`` maps images of any size to pooled backbone features and ``head`` maps those to
-    dish logits, the two parts ``helpers.gan.evaluate_translations`` asks for.
+    dish logits, the two parts ``helpers.methods.gan.evaluate_translations`` asks for.
     """
 
     def __init__(self, model: nn.Module, record: BackboneRecord, n_domains: int, size: int) -> None:
@@ -517,7 +523,7 @@ def claims(cfg: FoodStarGAN, main: dict[str, float], large: dict[str, float], cu
            ssim_floor: float, cleaning_effect: dict[str, float], scale: pd.DataFrame) -> list[Claim]:
     """The study's qualitative claims, each with our measurement and a verdict computed from it.
 
-    The book's rules (``helpers.verdicts``): a GAN "translates" only when every dish is recognised
+    The book's rules (``helpers.core.verdicts``): a GAN "translates" only when every dish is recognised
     as a target above chance, and two GANs trained once each differ only when their target
     accuracies differ beyond two binomial standard errors.
     """
