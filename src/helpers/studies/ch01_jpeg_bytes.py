@@ -138,9 +138,9 @@ def stratified_subset(split: ImageSplit, size: int | None, seed: int) -> ImageSp
     return split.subset(np.sort(keep))
 
 
-def load_train_test(dataset: str, s: Settings, seed: int) -> TrainTest:
-    """Train/test images of 'mnist' or 'fashion-mnist' for the profile ``s``."""
-    if dataset == "mnist" and not s.official_mnist_train:
+def load_train_test(dataset: str, cfg: Settings, seed: int) -> TrainTest:
+    """Train/test images of 'mnist' or 'fashion-mnist' for the profile ``cfg``."""
+    if dataset == "mnist" and not cfg.official_mnist_train:
         pool = load_idx_split("mnist", "test")
         train_idx, test_idx = train_test_split(
             np.arange(len(pool)), test_size=0.2, stratify=pool.labels, random_state=seed)
@@ -151,11 +151,11 @@ def load_train_test(dataset: str, s: Settings, seed: int) -> TrainTest:
     else:
         train, test = load_idx_split(dataset, "train"), load_idx_split(dataset, "test")
         note = "The official training and test splits."
-    if dataset == "fashion-mnist" and s.fashion_test and not s.limit:
-        test = stratified_subset(test, s.fashion_test, seed)
+    if dataset == "fashion-mnist" and cfg.fashion_test and not cfg.limit:
+        test = stratified_subset(test, cfg.fashion_test, seed)
         note += f" This profile tests on {len(test):,} of the 10,000 test images (seeded, stratified)."
-    if s.limit:
-        train, test = stratified_subset(train, s.limit, seed), stratified_subset(test, s.limit // 4, seed)
+    if cfg.limit:
+        train, test = stratified_subset(train, cfg.limit, seed), stratified_subset(test, cfg.limit // 4, seed)
         note += f" This profile keeps {len(train)} training and {len(test)} test images (seeded, stratified)."
     return TrainTest(train, test, note)
 
@@ -249,16 +249,16 @@ class Trained:
         return float(np.median(self.history.samples_per_s))
 
 
-def byte_model(data: ByteData, s: Settings, conv_layers: int = 2, design: str = "post") -> torch.nn.Module:
+def byte_model(data: ByteData, cfg: Settings, conv_layers: int = 2, design: str = "post") -> torch.nn.Module:
     """A fresh classifier of ``design`` ('post': ``ByteClassifier``, 'reader': ``BitReader``) sized for the profile."""
     if design == "post":
-        return ByteClassifier(data.variant, embed_dim=s.embed_dim, hidden=s.hidden, conv_layers=conv_layers,
+        return ByteClassifier(data.variant, embed_dim=cfg.embed_dim, hidden=cfg.hidden, conv_layers=conv_layers,
                               classes=len(data.classes))
     if design == "reader":
         if data.variant.pad_with_ones or data.layout.skip:
             raise ValueError("the bit reader reads the fixed layout with its header (pad tokens before the scan)")
-        return BitReader(data.header, n_bytes=s.reader_bytes, channels=s.reader_channels, conv_layers=conv_layers,
-                         hidden=s.reader_hidden, classes=len(data.classes))
+        return BitReader(data.header, n_bytes=cfg.reader_bytes, channels=cfg.reader_channels, conv_layers=conv_layers,
+                         hidden=cfg.reader_hidden, classes=len(data.classes))
     raise ValueError(f"unknown design {design!r}; choose from {sorted(DESIGNS)}")
 
 
@@ -277,44 +277,44 @@ def _loader(data: ByteData, batch_size: int, max_shift: int, max_zeroed: int, se
     return DataLoader(train, batch_size=batch_size, shuffle=True, generator=generator)
 
 
-def test_loader(values: torch.Tensor, labels: torch.Tensor, s: Settings) -> DataLoader:
+def test_loader(values: torch.Tensor, labels: torch.Tensor, cfg: Settings) -> DataLoader:
     """Batches of (values, labels) in order, for evaluation."""
-    return DataLoader(TensorDataset(values, labels), batch_size=s.eval_batch)
+    return DataLoader(TensorDataset(values, labels), batch_size=cfg.eval_batch)
 
 
-def fit(data: ByteData, s: Settings, *, design: str = "post", conv_layers: int = 2, max_shift: int = 0,
+def fit(data: ByteData, cfg: Settings, *, design: str = "post", conv_layers: int = 2, max_shift: int = 0,
         max_zeroed: int = 0, epochs: int | None = None, seed: int = 0, desc: str = "byte model") -> Trained:
     """Train a classifier of ``design`` with Adam (test accuracy after every epoch); cached by its whole configuration.
 
-    The post's design trains with ``s.batch_size`` and ``s.lr`` for ``s.epochs``, the bit reader with
-    ``s.reader_batch`` and ``s.reader_lr`` for ``s.reader_epochs`` (unless ``epochs`` is given).
+    The post's design trains with ``cfg.batch_size`` and ``cfg.lr`` for ``cfg.epochs``, the bit reader with
+    ``cfg.reader_batch`` and ``cfg.reader_lr`` for ``cfg.reader_epochs`` (unless ``epochs`` is given).
     """
     reader = design == "reader"
-    epochs = (s.reader_epochs if reader else s.epochs) if epochs is None else epochs
-    batch_size, lr = (s.reader_batch, s.reader_lr) if reader else (s.batch_size, s.lr)
+    epochs = (cfg.reader_epochs if reader else cfg.epochs) if epochs is None else epochs
+    batch_size, lr = (cfg.reader_batch, cfg.reader_lr) if reader else (cfg.batch_size, cfg.lr)
     digest = hashlib.sha256(data.train.values.numpy().tobytes() + data.test.values.numpy().tobytes()).hexdigest()[:16]
-    key = cache.key_of(data=digest, variant=asdict(data.variant), settings=asdict(s), design=design,
+    key = cache.key_of(data=digest, variant=asdict(data.variant), settings=asdict(cfg), design=design,
                        conv_layers=conv_layers, max_shift=max_shift, max_zeroed=max_zeroed, epochs=epochs, seed=seed,
                        version=2)  # 2: the shared-prefix fix changes models trained on glitched batches
 
     def build() -> dict:
         torch.manual_seed(seed)
-        model = byte_model(data, s, conv_layers, design)
+        model = byte_model(data, cfg, conv_layers, design)
         history = train_classifier(
-            model, _loader(data, batch_size, max_shift, max_zeroed, seed, s.loader_workers),
+            model, _loader(data, batch_size, max_shift, max_zeroed, seed, cfg.loader_workers),
             torch.optim.Adam(model.parameters(), lr=lr), epochs,
-            val_loader=test_loader(data.test.values, data.test_labels, s), device=s.device, desc=desc)
+            val_loader=test_loader(data.test.values, data.test_labels, cfg), device=cfg.device, desc=desc)
         return {"state": model.cpu().state_dict(), "history": history.as_dict()}
 
     stored, cached = cache.load_or_build("byte-classifier", key, build)
-    model = byte_model(data, s, conv_layers, design)
+    model = byte_model(data, cfg, conv_layers, design)
     model.load_state_dict(stored["state"])
-    return Trained(model.to(s.device).eval(), History(**stored["history"]), cached)
+    return Trained(model.to(cfg.device).eval(), History(**stored["history"]), cached)
 
 
-def predict_values(model: torch.nn.Module, values: torch.Tensor, s: Settings) -> np.ndarray:
+def predict_values(model: torch.nn.Module, values: torch.Tensor, cfg: Settings) -> np.ndarray:
     """Predicted classes of padded byte values."""
-    pred, _ = predict(model, test_loader(values, torch.zeros(len(values), dtype=torch.long), s), s.device)
+    pred, _ = predict(model, test_loader(values, torch.zeros(len(values), dtype=torch.long), cfg), cfg.device)
     return pred
 
 
@@ -334,17 +334,17 @@ ABLATION = {  # setting -> (conv layers, random shifts), the three bars of the p
 }
 
 
-def shifts_of(design: str, s: Settings) -> int:
-    """The random shifts (pixels, each axis) that ``design`` trains with in profile ``s``."""
-    return s.reader_shift if design == "reader" else s.max_shift
+def shifts_of(design: str, cfg: Settings) -> int:
+    """The random shifts (pixels, each axis) that ``design`` trains with in profile ``cfg``."""
+    return cfg.reader_shift if design == "reader" else cfg.max_shift
 
 
-def run_ablation(data: ByteData, s: Settings, seed: int = 0,
+def run_ablation(data: ByteData, cfg: Settings, seed: int = 0,
                  design: str = "post") -> tuple[pd.DataFrame, dict[str, list[Trained]]]:
-    """Train every ablation setting of ``design`` with ``s.seeds`` seeds; mean ± sd of final test and train accuracy."""
+    """Train every ablation setting of ``design`` with ``cfg.seeds`` seeds; mean ± sd of final test and train accuracy."""
     runs = {
-        name: [fit(data, s, design=design, conv_layers=conv_layers, max_shift=shifts_of(design, s) if shifts else 0,
-                   seed=seed + k, desc=f"{name}, seed {seed + k}") for k in range(s.seeds)]
+        name: [fit(data, cfg, design=design, conv_layers=conv_layers, max_shift=shifts_of(design, cfg) if shifts else 0,
+                   seed=seed + k, desc=f"{name}, seed {seed + k}") for k in range(cfg.seeds)]
         for name, (conv_layers, shifts) in ABLATION.items()
     }
     rows = []
@@ -357,25 +357,25 @@ def run_ablation(data: ByteData, s: Settings, seed: int = 0,
     return pd.DataFrame(rows).set_index("setting"), runs
 
 
-def learning_curve(pools: dict[str, ByteData], s: Settings, seed: int = 0) -> pd.DataFrame:
-    """Test accuracy vs training files, every point trained on about ``s.curve_samples`` files seen.
+def learning_curve(pools: dict[str, ByteData], cfg: Settings, seed: int = 0) -> pd.DataFrame:
+    """Test accuracy vs training files, every point trained on about ``cfg.curve_samples`` files seen.
 
     Each point is a seeded, stratified subset of ``pools[dataset]``'s training files, trained for
     ``round(curve_samples / files)`` epochs (at least one) with the design's own shifts; the bit reader
-    runs at every point of ``s.curve_sizes``, the post's architecture at ``s.curve_post_sizes``.
+    runs at every point of ``cfg.curve_sizes``, the post's architecture at ``cfg.curve_post_sizes``.
     """
-    stray = sorted(set(s.curve_post_sizes) - set(s.curve_sizes))
+    stray = sorted(set(cfg.curve_post_sizes) - set(cfg.curve_sizes))
     if stray:
         raise ValueError(f"curve_post_sizes {stray} are not in curve_sizes: those points would never run")
     rows = []
-    for dataset, size in s.curve_sizes:
+    for dataset, size in cfg.curve_sizes:
         for design in DESIGNS:
-            if design == "post" and (dataset, size) not in s.curve_post_sizes:
+            if design == "post" and (dataset, size) not in cfg.curve_post_sizes:
                 continue
             data = training_subset(pools[dataset], size, seed)
             n = len(data.train_labels)
-            epochs = max(1, round(s.curve_samples / n))
-            trained = fit(data, s, design=design, max_shift=shifts_of(design, s), epochs=epochs, seed=seed,
+            epochs = max(1, round(cfg.curve_samples / n))
+            trained = fit(data, cfg, design=design, max_shift=shifts_of(design, cfg), epochs=epochs, seed=seed,
                           desc=f"{design}, {dataset} {n:,}")
             rows.append({"dataset": dataset, "design": design, "train files": n, "epochs": epochs,
                          "files seen": epochs * n, "test accuracy": trained.history.val_acc[-1],
@@ -431,39 +431,39 @@ def decode_all(padded: PaddedBytes, size: tuple[int, int] = (28, 28)) -> list[np
     return [d if d is not None and d.shape == size else None for d in decoded]
 
 
-def pixel_predictions(model: torch.nn.Module, decoded: list[np.ndarray | None], s: Settings) -> np.ndarray:
+def pixel_predictions(model: torch.nn.Module, decoded: list[np.ndarray | None], cfg: Settings) -> np.ndarray:
     """Pixel-model predictions of decoded files; -1 (always wrong) where a file did not decode."""
     pred = np.full(len(decoded), -1)
     ok = [i for i, d in enumerate(decoded) if d is not None]
     if ok:
         pixels = to_pixels(np.stack([decoded[i] for i in ok]))
-        pred[ok], _ = predict(model, DataLoader(TensorDataset(pixels, torch.zeros(len(ok))), batch_size=s.eval_batch),
-                              s.device)
+        pred[ok], _ = predict(model, DataLoader(TensorDataset(pixels, torch.zeros(len(ok))), batch_size=cfg.eval_batch),
+                              cfg.device)
     return pred
 
 
-def pixel_accuracy(model: torch.nn.Module, data: ByteData, s: Settings) -> float:
+def pixel_accuracy(model: torch.nn.Module, data: ByteData, cfg: Settings) -> float:
     """Test accuracy of a pixel model on ``data``'s clean test files, decoded by Pillow."""
-    return float(np.mean(pixel_predictions(model, decode_all(data.test), s) == data.test_labels.numpy()))
+    return float(np.mean(pixel_predictions(model, decode_all(data.test), cfg) == data.test_labels.numpy()))
 
 
 def robustness(models: dict[str, torch.nn.Module], pixel_model: torch.nn.Module, data: ByteData,
-               s: Settings, seed: int = 0) -> pd.DataFrame:
+               cfg: Settings, seed: int = 0) -> pd.DataFrame:
     """Accuracy vs zeroed bytes per region for byte models and the pixel CNN, and Pillow's decode rate.
 
     Every model sees the same glitched files; the pixel CNN scores a file it cannot decode as wrong.
     """
-    n = len(data.test_labels) if s.robust_size is None else min(s.robust_size, len(data.test_labels))
+    n = len(data.test_labels) if cfg.robust_size is None else min(cfg.robust_size, len(data.test_labels))
     base, labels = data.test.rows(slice(0, n)), data.test_labels[:n].numpy()
     rows = []
-    for count in s.glitch_counts:
+    for count in cfg.glitch_counts:
         for region, protect in REGIONS.items():
             files = glitched(base, count, data.header, protect, seed + count)
             decoded = decode_all(files)
             row = {"zeroed bytes": count, "region": region, "decodable": np.mean([d is not None for d in decoded])}
             for name, model in models.items():
-                row[name] = float(np.mean(predict_values(model, files.values, s) == labels))
-            row["pixel CNN"] = float(np.mean(pixel_predictions(pixel_model, decoded, s) == labels))
+                row[name] = float(np.mean(predict_values(model, files.values, cfg) == labels))
+            row["pixel CNN"] = float(np.mean(pixel_predictions(pixel_model, decoded, cfg) == labels))
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -475,7 +475,7 @@ def per_class_accuracy(pred: np.ndarray, labels: np.ndarray, classes: tuple[str,
 
 # ---------------------------------------------------------------- pixel baseline and saliency
 
-def fit_pixel_cnn(images: np.ndarray, labels: np.ndarray, s: Settings, seed: int = 0,
+def fit_pixel_cnn(images: np.ndarray, labels: np.ndarray, cfg: Settings, seed: int = 0,
                   quality: int = QUALITY) -> tuple[PixelCNN, History]:
     """Train the pixel CNN on the decoded clean JPEGs of ``images`` (what a pixel pipeline would see)."""
     decoded = np.stack([decode_jpeg_bytes(f) for f in encode_all(images, quality)])
@@ -483,8 +483,8 @@ def fit_pixel_cnn(images: np.ndarray, labels: np.ndarray, s: Settings, seed: int
     model = PixelCNN(classes=int(labels.max()) + 1)
     loader = DataLoader(TensorDataset(to_pixels(decoded), torch.from_numpy(labels)), batch_size=64, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
-    history = train_classifier(model, loader, torch.optim.Adam(model.parameters(), lr=1e-3), s.pixel_epochs,
-                               device=s.device, desc="pixel CNN")
+    history = train_classifier(model, loader, torch.optim.Adam(model.parameters(), lr=1e-3), cfg.pixel_epochs,
+                               device=cfg.device, desc="pixel CNN")
     return model.eval(), history
 
 

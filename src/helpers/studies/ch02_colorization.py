@@ -292,14 +292,14 @@ class Trained:
 
 
 def train_variant(variant: Variant, taps: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]],
-                  train: LabFrames, test: LabFrames, config: Settings, seed: int, device: str = "cpu") -> Trained:
+                  train: LabFrames, test: LabFrames, cfg: Settings, seed: int, device: str = "cpu") -> Trained:
     """Build and train ``variant`` on the cached taps of its trunk (``taps[trunk] = (train taps, test taps)``)."""
     train_taps, test_taps = taps[variant.trunk]
     torch.manual_seed(seed)  # every variant starts from the same seed
     objective = build_objective(variant, target_ab(train.ab, train_taps))
     head = build_head(variant, [t.shape[1] for t in train_taps], objective.out_channels)
-    curve = train_head(head, objective, train_taps, train.ab, test_taps, test.ab, epochs=config.epochs,
-                       batch_size=config.batch_size, lr=config.lr, seed=seed, device=device, desc=variant.name)
+    curve = train_head(head, objective, train_taps, train.ab, test_taps, test.ab, epochs=cfg.epochs,
+                       batch_size=cfg.batch_size, lr=cfg.lr, seed=seed, device=device, desc=variant.name)
     return Trained(variant, head, objective, curve)
 
 

@@ -219,7 +219,7 @@ def _per_image(images: np.ndarray, fmt: str, **options) -> tuple[int, np.ndarray
 
 
 def store(images: np.ndarray, preprocessing: str, codec_name: str, level: int | None,
-          s: Settings) -> tuple[StoredSet, np.ndarray]:
+          cfg: Settings) -> tuple[StoredSet, np.ndarray]:
     """Store ``images`` one way and decode them again: the record and the decoded images."""
     if codec_name == "png":
         size, decoded, enc, dec = _per_image(images, "PNG")
@@ -228,7 +228,7 @@ def store(images: np.ndarray, preprocessing: str, codec_name: str, level: int | 
         size, decoded, enc, dec = _per_image(images, PER_IMAGE_CODECS[codec_name], quality=level)
         setting = f"{PER_IMAGE_CODECS[codec_name]} quality={level} (Pillow, one file per image)"
     else:
-        preset = s.hevc_preset if codec_name == "hevc" else s.av1_preset
+        preset = cfg.hevc_preset if codec_name == "hevc" else cfg.av1_preset
         began = time.perf_counter()
         video = encode_frames(images, codec_name, crf=level, preset=preset)
         encoded = time.perf_counter()
@@ -238,16 +238,16 @@ def store(images: np.ndarray, preprocessing: str, codec_name: str, level: int | 
     return StoredSet(preprocessing, codec_name, level, setting, size, quality, enc, dec), decoded
 
 
-def plan(s: Settings) -> list[tuple[str, str, int | None]]:
+def plan(cfg: Settings) -> list[tuple[str, str, int | None]]:
     """Every (preprocessing, codec, level) the sweep trains PaDiM on, grouped by preprocessing."""
     runs = []
     for prep in PREPROCESSINGS:
         runs.append((prep, "png", None))
-        runs += [(prep, "hevc", crf) for crf in s.hevc_crfs]
-        if prep in s.av1_preprocessings:
-            runs += [(prep, "av1", crf) for crf in s.av1_crfs]
+        runs += [(prep, "hevc", crf) for crf in cfg.hevc_crfs]
+        if prep in cfg.av1_preprocessings:
+            runs += [(prep, "av1", crf) for crf in cfg.av1_crfs]
         if prep == "none":
-            runs += [(prep, name, q) for name in PER_IMAGE_CODECS for q in s.image_qualities]
+            runs += [(prep, name, q) for name in PER_IMAGE_CODECS for q in cfg.image_qualities]
     return runs
 
 
@@ -258,8 +258,8 @@ class Sweep:
     ``run`` does one stored set, ``run_all`` every planned one not done yet, ``frame`` the results.
     """
 
-    def __init__(self, padim: Padim, preparation: Preparation, labels: np.ndarray, s: Settings, timer: Timer) -> None:
-        self.padim, self.preparation, self.labels, self.s, self.timer = padim, preparation, labels, s, timer
+    def __init__(self, padim: Padim, preparation: Preparation, labels: np.ndarray, cfg: Settings, timer: Timer) -> None:
+        self.padim, self.preparation, self.labels, self.s, self.timer = padim, preparation, labels, cfg, timer
         self.rows: list[dict] = []
         self._test: tuple[str, object, np.ndarray] | None = None  # (preprocessing, features, cropped truth)
 

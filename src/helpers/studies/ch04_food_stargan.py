@@ -63,7 +63,7 @@ STUDY = {"images": 230_000, "domains": 10, "epochs": 20, "batch_size": 32, "imag
 
 
 @dataclass(frozen=True)
-class FoodStarGAN:
+class Settings:
     """Sizes of one profile of the chapter."""
 
     domains: tuple[str, ...]  # the dishes translated between (Food-101 class names)
@@ -102,21 +102,21 @@ CPU_DOMAINS = ("beef_carpaccio", "beet_salad", "beignets", "bibimbap")
 GPU_DOMAINS = ("bibimbap", "chicken_curry", "clam_chowder", "french_onion_soup", "fried_rice", "hot_and_sour_soup",
                "miso_soup", "pho", "ramen", "risotto")
 
-PROFILES = {
-    "smoke": FoodStarGAN(
+SETTINGS = {
+    "smoke": Settings(
         domains=CPU_DOMAINS, clean_domain="bibimbap", full_dataset=False, train_per_class=16, test_per_class=6,
         image_size=32, test_size=64, batch_size=8, g_width=8, g_res_blocks=1, d_width=8, d_layers=3, iterations=10,
         n_critic=5, lr=1e-4, checkpoint_every=5, fractions=(0.25, 0.5, 1.0), k_clusters=4, clean_size=32,
         judge_size=64, judge_epochs=2, judge_lr=1e-3, judge_batch=32, kid_subsets=5, fid=False, grid_per_domain=1,
     ),
-    "cpu": FoodStarGAN(
+    "cpu": Settings(
         domains=CPU_DOMAINS, clean_domain="bibimbap", full_dataset=False, train_per_class=120, test_per_class=40,
         image_size=64, test_size=128, batch_size=16, g_width=16, g_res_blocks=3, d_width=16, d_layers=4,
         iterations=2000, n_critic=5, lr=1e-4, checkpoint_every=200, fractions=(0.25, 0.5, 1.0), k_clusters=8,
         clean_size=64, judge_size=224, judge_epochs=8, judge_lr=1e-3, judge_batch=16, kid_subsets=50, fid=False,
         grid_per_domain=2,
     ),
-    "gpu": FoodStarGAN(
+    "gpu": Settings(
         domains=GPU_DOMAINS, clean_domain="ramen", full_dataset=True, train_per_class=750, test_per_class=250,
         image_size=256, test_size=512, batch_size=32, g_width=64, g_res_blocks=6, d_width=64, d_layers=6,
         iterations=20_000, n_critic=5, lr=1e-4, checkpoint_every=1000, fractions=(0.25, 0.5, 1.0), k_clusters=8,
@@ -126,9 +126,9 @@ PROFILES = {
 }
 
 
-def settings(profile: str) -> FoodStarGAN:
+def settings(profile: str) -> Settings:
     """The chapter's sizes at ``profile``."""
-    return profiles.select(profile, PROFILES)
+    return profiles.select(profile, SETTINGS)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -153,7 +153,7 @@ class FoodData:
         return torch.as_tensor(self.test.labels)
 
 
-def load_data(cfg: FoodStarGAN, seed: int = 0) -> FoodData:
+def load_data(cfg: Settings, seed: int = 0) -> FoodData:
     """Train and test photos of ``cfg.domains`` (seeded caps per dish), resized and centre-cropped."""
     train, location = load_food("train", cfg.domains, full=cfg.full_dataset, min_per_class=2 * cfg.k_clusters)
     test, _ = load_food("test", cfg.domains, full=cfg.full_dataset, min_per_class=2)
@@ -237,7 +237,7 @@ class Judge:
     was_cached: bool
 
 
-def train_judge(cfg: FoodStarGAN, data: FoodData, profile: str, seed: int = 0, device: str = "cpu") -> Judge:
+def train_judge(cfg: Settings, data: FoodData, profile: str, seed: int = 0, device: str = "cpu") -> Judge:
     """Fine-tune the ImageNet Lite0 on the real training photos at the training size (cached).
 
     The photos keep the generator's training resolution (``cfg.image_size``), so the judge sees real
@@ -274,7 +274,7 @@ def train_judge(cfg: FoodStarGAN, data: FoodData, profile: str, seed: int = 0, d
     return Judge(judge.to(device).eval(), History(**stored["history"]), record, was_cached)
 
 
-def kid_features(cfg: FoodStarGAN, profile: str) -> tuple[nn.Module, BackboneRecord]:
+def kid_features(cfg: Settings, profile: str) -> tuple[nn.Module, BackboneRecord]:
     """The frozen ImageNet Lite0's pooled features at ``cfg.judge_size``: what KID compares."""
     model, record = judge_backbone(profile, trainable=False)
     return image_features(model, record, cfg.judge_size).eval(), record
@@ -292,7 +292,7 @@ class GANRun:
     train_images: int
 
 
-def build_networks(cfg: FoodStarGAN, seed: int = 0) -> tuple[Generator, Discriminator]:
+def build_networks(cfg: Settings, seed: int = 0) -> tuple[Generator, Discriminator]:
     """Generator and critic at the profile's sizes, seeded without touching the global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -301,7 +301,7 @@ def build_networks(cfg: FoodStarGAN, seed: int = 0) -> tuple[Generator, Discrimi
     return G, D
 
 
-def checkpoint_path(cfg: FoodStarGAN, images: torch.Tensor, labels: torch.Tensor, seed: int) -> Path:
+def checkpoint_path(cfg: Settings, images: torch.Tensor, labels: torch.Tensor, seed: int) -> Path:
     """Where a run's checkpoint lives: keyed by the sizes, the seed and the exact training images."""
     sizes = {k: getattr(cfg, k) for k in ("domains", "image_size", "batch_size", "g_width", "g_res_blocks", "d_width",
                                           "d_layers", "iterations", "n_critic", "lr")}
@@ -310,7 +310,7 @@ def checkpoint_path(cfg: FoodStarGAN, images: torch.Tensor, labels: torch.Tensor
     return artifact_dir(CACHE_KIND) / f"stargan-{key}.pt"
 
 
-def train_run(cfg: FoodStarGAN, name: str, images: torch.Tensor, labels: torch.Tensor, seed: int = 0,
+def train_run(cfg: Settings, name: str, images: torch.Tensor, labels: torch.Tensor, seed: int = 0,
               device: str = "cpu") -> GANRun:
     """Train (or resume, or load) one StarGAN on ``images`` for the profile's number of iterations."""
     G, D = build_networks(cfg, seed)
@@ -321,7 +321,7 @@ def train_run(cfg: FoodStarGAN, name: str, images: torch.Tensor, labels: torch.T
     return GANRun(name, G.cpu().eval(), history, len(images))
 
 
-def evaluate(cfg: FoodStarGAN, run: GANRun, judge: DishJudge, kid_tap: nn.Module, images: torch.Tensor,
+def evaluate(cfg: Settings, run: GANRun, judge: DishJudge, kid_tap: nn.Module, images: torch.Tensor,
              labels: torch.Tensor, seed: int = 0, device: str = "cpu") -> TranslationReport:
     """The translation metrics of ``run`` on held-out photos (at whatever size ``images`` have).
 
@@ -356,7 +356,7 @@ def network_cost(G: nn.Module, D: nn.Module, size: int) -> dict[str, float]:
     return costs
 
 
-def scale_comparison(cfg: FoodStarGAN, study_cfg: FoodStarGAN, train_images: int) -> pd.DataFrame:
+def scale_comparison(cfg: Settings, study_cfg: Settings, train_images: int) -> pd.DataFrame:
     """This profile beside the study's network, resolution, data and training length."""
     ours = network_cost(*build_networks(cfg), cfg.image_size)
     G, D = build_networks(study_cfg)
@@ -490,7 +490,7 @@ class CleaningOutcome:
     keep: np.ndarray  # indices into the training set that stay
 
 
-def clean_category(cfg: FoodStarGAN, data: FoodData, tap: nn.Module, seed: int = 0, remove: int | None = None,
+def clean_category(cfg: Settings, data: FoodData, tap: nn.Module, seed: int = 0, remove: int | None = None,
                    device: str = "cpu") -> CleaningOutcome:
     """Embed ``cfg.clean_domain``'s training photos with ``tap``, cluster them, and drop one cluster."""
     label = cfg.domains.index(cfg.clean_domain)
@@ -519,7 +519,7 @@ def grid_indices(labels: torch.Tensor, per_domain: int) -> torch.Tensor:
 
 # --- the study's claims beside our measurements -----------------------------------------------------
 
-def claims(cfg: FoodStarGAN, main: dict[str, float], large: dict[str, float], curve: pd.DataFrame,
+def claims(cfg: Settings, main: dict[str, float], large: dict[str, float], curve: pd.DataFrame,
            ssim_floor: float, cleaning_effect: dict[str, float], scale: pd.DataFrame) -> list[Claim]:
     """The study's qualitative claims, each with our measurement and a verdict computed from it.
 

@@ -57,7 +57,7 @@ STD = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
 
 
 @dataclass(frozen=True)
-class ClassifyConfig:
+class ClassifySettings:
     """One classification track on Imagenette: network, data slice, resolution, schedule."""
 
     train_per_class: int | None  # None: every image
@@ -77,7 +77,7 @@ class ClassifyConfig:
 
 
 @dataclass(frozen=True)
-class CaptionConfig:
+class CaptionSettings:
     """Show-Attend-Tell on COCO: data slice, model size, the two training stages, decoding."""
 
     karpathy: bool  # Karpathy's split of full COCO (gpu) or the offline coco-mini train/val
@@ -105,54 +105,54 @@ class CaptionConfig:
 
 
 @dataclass(frozen=True)
-class StudyConfig:
+class Settings:
     """Everything one profile of chapter 05 runs."""
 
-    classify: ClassifyConfig  # the study's track: ResNet-18 from scratch
-    pretrained: ClassifyConfig  # the ImageNet EfficientNet-Lite0, fine-tuned; its encoders caption
+    classify: ClassifySettings  # the study's track: ResNet-18 from scratch
+    pretrained: ClassifySettings  # the ImageNet EfficientNet-Lite0, fine-tuned; its encoders caption
     pretrained_mixes: tuple[str, ...]  # the training mixes the pretrained track fine-tunes on
-    caption: CaptionConfig
+    caption: CaptionSettings
     table_images: int | None  # COCO test images for the PSNR/SSIM table
 
 
-CONFIGS = {
-    "smoke": StudyConfig(
-        ClassifyConfig(train_per_class=8, val_per_class=3, full=False, compress_size=64, image_size=32,
+SETTINGS = {
+    "smoke": Settings(
+        ClassifySettings(train_per_class=8, val_per_class=3, full=False, compress_size=64, image_size=32,
                        store_size=36, epochs=1, batch_size=16, lr=0.05, weight_decay=5e-4, equal_updates=True,
                        random_quality=(2, 90), bootstrap=200),
-        ClassifyConfig(train_per_class=4, val_per_class=3, full=False, compress_size=64, image_size=64,
+        ClassifySettings(train_per_class=4, val_per_class=3, full=False, compress_size=64, image_size=64,
                        store_size=72, epochs=1, batch_size=8, lr=0.01, weight_decay=1e-4, equal_updates=True,
                        random_quality=(2, 90), bootstrap=200, arch="efficientnet_lite0"),
         ("orig", "orig+2"),
-        CaptionConfig(karpathy=False, train_images=10, test_images=4, compress_size=160, image_size=64, grid=2,
+        CaptionSettings(karpathy=False, train_images=10, test_images=4, compress_size=160, image_size=64, grid=2,
                       min_count=2, max_words=12, captions_per_image=5, embed_dim=32, hidden_dim=64, attention_dim=32,
                       stage1_epochs=2, stage2_epochs=1, batch_images=6, decoder_lr=2e-3, encoder_lr=1e-4,
                       fine_tune_last=2, alpha_c=1.0, beam=2, seeds=2, mix_qualities=(2,)),
         table_images=2,
     ),
-    "cpu": StudyConfig(
-        ClassifyConfig(train_per_class=None, val_per_class=None, full=False, compress_size=64, image_size=32,
+    "cpu": Settings(
+        ClassifySettings(train_per_class=None, val_per_class=None, full=False, compress_size=64, image_size=32,
                        store_size=36, epochs=10, batch_size=32, lr=0.05, weight_decay=5e-4, equal_updates=True,
                        random_quality=(2, 90), bootstrap=1000),
-        ClassifyConfig(train_per_class=None, val_per_class=None, full=False, compress_size=160, image_size=128,
+        ClassifySettings(train_per_class=None, val_per_class=None, full=False, compress_size=160, image_size=128,
                        store_size=146, epochs=2, batch_size=32, lr=0.01, weight_decay=1e-4, equal_updates=True,
                        random_quality=(2, 90), bootstrap=1000, arch="efficientnet_lite0"),
         ("orig", "orig+2"),
-        CaptionConfig(karpathy=False, train_images=None, test_images=40, compress_size=240, image_size=96, grid=3,
+        CaptionSettings(karpathy=False, train_images=None, test_images=40, compress_size=240, image_size=96, grid=3,
                       min_count=2, max_words=14, captions_per_image=5, embed_dim=128, hidden_dim=256,
                       attention_dim=128, stage1_epochs=25, stage2_epochs=1, batch_images=16, decoder_lr=2e-3,
                       encoder_lr=1e-4, fine_tune_last=2, alpha_c=1.0, beam=3, seeds=3, mix_qualities=(2,)),
         table_images=30,
     ),
-    "gpu": StudyConfig(
-        ClassifyConfig(train_per_class=None, val_per_class=None, full=True, compress_size=None, image_size=128,
+    "gpu": Settings(
+        ClassifySettings(train_per_class=None, val_per_class=None, full=True, compress_size=None, image_size=128,
                        store_size=146, epochs=35, batch_size=128, lr=0.1, weight_decay=1e-4, equal_updates=False,
                        random_quality=(2, 90), bootstrap=1000),
-        ClassifyConfig(train_per_class=None, val_per_class=None, full=True, compress_size=None, image_size=224,
+        ClassifySettings(train_per_class=None, val_per_class=None, full=True, compress_size=None, image_size=224,
                        store_size=256, epochs=10, batch_size=64, lr=0.01, weight_decay=1e-4, equal_updates=False,
                        random_quality=(2, 90), bootstrap=1000, arch="efficientnet_lite0"),
         ("orig", "orig+22", "orig+10", "orig+7", "orig+2"),
-        CaptionConfig(karpathy=True, train_images=None, test_images=None, compress_size=None, image_size=256,
+        CaptionSettings(karpathy=True, train_images=None, test_images=None, compress_size=None, image_size=256,
                       grid=8, min_count=5, max_words=50, captions_per_image=5, embed_dim=512, hidden_dim=512,
                       attention_dim=512, stage1_epochs=20, stage2_epochs=6, batch_images=32, decoder_lr=4e-4,
                       encoder_lr=1e-4, fine_tune_last=3, alpha_c=1.0, beam=3, seeds=3, mix_qualities=(22, 10, 7, 2)),
@@ -161,9 +161,9 @@ CONFIGS = {
 }
 
 
-def config(profile: str) -> StudyConfig:
+def config(profile: str) -> Settings:
     """The study's settings for ``profile``."""
-    return profiles.select(profile, CONFIGS)
+    return profiles.select(profile, SETTINGS)
 
 
 # ---------------------------------------------------------------- training mixes
@@ -176,7 +176,7 @@ class Mix:
     name: str
     quality: int | None = None  # fixed copy quality; None: no copies (or random, below)
     resave: int | None = RESAVE_QUALITY  # the study's second save at 75; None: compressed once
-    random: bool = False  # Q drawn per batch from ClassifyConfig.random_quality
+    random: bool = False  # Q drawn per batch from ClassifySettings.random_quality
 
     @property
     def has_copies(self) -> bool:
@@ -242,7 +242,7 @@ class ClassificationData:
     locations: dict[str, Location] = field(default_factory=dict)
 
 
-def prepare_classification(cfg: ClassifyConfig, mixes: Sequence[Mix], seed: int = 0) -> ClassificationData:
+def prepare_classification(cfg: ClassifySettings, mixes: Sequence[Mix], seed: int = 0) -> ClassificationData:
     """Load Imagenette, take the seeded slice, and build every fixed copy and test condition."""
     train_set, train_loc = load_imagenette("train", full=cfg.full)
     val_set, val_loc = load_imagenette("val", full=cfg.full)
@@ -271,7 +271,7 @@ def _test_conditions(images: list[Image.Image], store: int, crop: int) -> dict[s
 class MixBatches:
     """Collate for a training mix: indices < N are originals, the rest their JPEG copies; augments and normalises."""
 
-    def __init__(self, data: ClassificationData, mix: Mix, cfg: ClassifyConfig, generator: torch.Generator) -> None:
+    def __init__(self, data: ClassificationData, mix: Mix, cfg: ClassifySettings, generator: torch.Generator) -> None:
         self.data, self.mix, self.cfg, self.generator = data, mix, cfg, generator
         self.augment = v2.Compose([v2.RandomResizedCrop(cfg.image_size, scale=(0.35, 1.0), antialias=True),
                                    v2.RandomHorizontalFlip()])
@@ -346,7 +346,7 @@ class ZeroShot(nn.Module):
         return self.model(x)[:, self.index]
 
 
-def train_mix(data: ClassificationData, mix: Mix, cfg: ClassifyConfig, seed: int, device: str = "cpu"
+def train_mix(data: ClassificationData, mix: Mix, cfg: ClassifySettings, seed: int, device: str = "cpu"
               ) -> tuple[dict, bool]:
     """Train ``cfg.arch`` on ``mix`` (or load it from the cache): ``({"state", "history"}, was_cached)``."""
 
@@ -450,7 +450,7 @@ def seeded_pick(total: int, n: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(total, n, replace=False))
 
 
-def load_caption_sets(cfg: CaptionConfig, seed: int = 0) -> tuple[CaptionSet, CaptionSet, dict[str, Location]]:
+def load_caption_sets(cfg: CaptionSettings, seed: int = 0) -> tuple[CaptionSet, CaptionSet, dict[str, Location]]:
     """Training and test caption sets of the profile (seeded slices of coco-mini, or Karpathy's split)."""
     if cfg.karpathy:
         train, train_loc = load_karpathy("train")
@@ -463,7 +463,7 @@ def load_caption_sets(cfg: CaptionConfig, seed: int = 0) -> tuple[CaptionSet, Ca
     return train, test, {"train": train_loc, "test": test_loc}
 
 
-def prepare_captioning(cfg: CaptionConfig, seed: int = 0) -> CaptionData:
+def prepare_captioning(cfg: CaptionSettings, seed: int = 0) -> CaptionData:
     """Vocabulary, encoded captions, JPEG copies of the training images and every test condition."""
     train_set, test_set, locations = load_caption_sets(cfg, seed)
     references = train_set.references()
@@ -507,7 +507,7 @@ def encode_images(encoder: FeatureMapEncoder, images: torch.Tensor, device: str 
 
 
 def _decoder_epoch(decoder: AttentionDecoder, features: Callable[[torch.Tensor], torch.Tensor], captions: torch.Tensor,
-                   order: torch.Tensor, cfg: CaptionConfig, optimizers: list[torch.optim.Optimizer],
+                   order: torch.Tensor, cfg: CaptionSettings, optimizers: list[torch.optim.Optimizer],
                    pad: int) -> float:
     """One pass over the images in ``order``: each image's features serve all its captions."""
     decoder.train()
@@ -530,7 +530,7 @@ def _decoder_epoch(decoder: AttentionDecoder, features: Callable[[torch.Tensor],
 
 
 def train_captioner(encoder_state: dict, arch: str, num_classes: int, caption_quality: int | None,
-                    data: CaptionData, cfg: CaptionConfig, seed: int, device: str = "cpu", tag: str = ""
+                    data: CaptionData, cfg: CaptionSettings, seed: int, device: str = "cpu", tag: str = ""
                     ) -> tuple[dict, bool]:
     """Two-stage Show-Attend-Tell training (or the cached result): ``({"encoder", "decoder", "history"}, cached)``.
 
@@ -572,7 +572,7 @@ def train_captioner(encoder_state: dict, arch: str, num_classes: int, caption_qu
     return load_or_build("ch05-captioner", key, build)
 
 
-def captioner_from(trained: dict, arch: str, num_classes: int, vocab_size: int, cfg: CaptionConfig
+def captioner_from(trained: dict, arch: str, num_classes: int, vocab_size: int, cfg: CaptionSettings
                    ) -> tuple[FeatureMapEncoder, AttentionDecoder]:
     """Rebuild a trained captioner's encoder and decoder."""
     encoder = FeatureMapEncoder.from_classifier(new_classifier(arch, num_classes), cfg.grid)
@@ -583,7 +583,7 @@ def captioner_from(trained: dict, arch: str, num_classes: int, vocab_size: int, 
 
 
 @torch.no_grad()
-def caption_sweep(encoder: FeatureMapEncoder, decoder: AttentionDecoder, data: CaptionData, cfg: CaptionConfig,
+def caption_sweep(encoder: FeatureMapEncoder, decoder: AttentionDecoder, data: CaptionData, cfg: CaptionSettings,
                   device: str = "cpu", conditions: Sequence[str] = CONDITIONS) -> dict[str, dict]:
     """Per condition: BLEU-4 of beam-search captions, the captions and their attention maps."""
     decoder.to(device).eval()
