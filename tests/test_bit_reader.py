@@ -33,7 +33,7 @@ def test_scan_bits_cut_long_scans_and_fill_short_rows():
 @pytest.mark.parametrize("conv_layers", [0, 1, 2])
 def test_logits_have_one_row_per_file_and_ignore_the_header(conv_layers):
     torch.manual_seed(0)
-    model = BitReader(header=4, n_bytes=16, channels=8, conv_layers=conv_layers, hidden=16, classes=3)
+    model = BitReader(header=4, n_bytes=16, channels=8, conv_layers=conv_layers, hidden=16, num_classes=3)
     x = torch.randint(0, 256, (5, 20))
     x[:, 4:6] = PAD_TOKEN
     logits = model(x)
@@ -60,7 +60,7 @@ def test_bad_inputs_are_refused_with_a_clear_error():
 
 def test_a_few_training_steps_fit_a_tiny_batch():
     torch.manual_seed(0)
-    model = BitReader(header=2, n_bytes=8, channels=8, hidden=32, classes=2)
+    model = BitReader(header=2, n_bytes=8, channels=8, hidden=32, num_classes=2)
     x = torch.randint(0, 256, (16, 10))
     y = torch.arange(16) % 2
     x[:, 2] = y * 0xF0  # the class is written in the scan's first byte

@@ -50,7 +50,8 @@ def coco_mini(isolated, monkeypatch):
 
 
 def test_offline_copy_loads_images_and_captions(coco_mini):
-    train, location = load_coco_captions("train")
+    train = load_coco_captions("train")
+    location = train.location
     assert train.ids == [1, 2] and len(train) == 2 and location.source == "BOOK_DATA_DIR"
     image, captions = train[0]
     assert image.mode == "RGB" and captions == ["picture 1 number 0.", "picture 1 number 1."]
@@ -125,18 +126,21 @@ def test_full_coco_and_karpathy_split_download_path(isolated, register_temp):
                                        tuple(remote(p) for p in (annotations, train, val))))
     register_temp(registry.DatasetSpec("coco-karpathy", "k", "h", "l", (remote(split),)))
 
-    test, location = load_karpathy("test")
+    test = load_karpathy("test")
+
+    location = test.location
     assert test.ids == [3] and location.source == "download" and test.image(0).mode == "RGB"
-    karpathy_train, _ = load_karpathy("train")
+    karpathy_train = load_karpathy("train")
     assert karpathy_train.ids == [1, 2] and len(karpathy_train.references()[1]) == 2
-    full_val, again = load_coco_captions("val", full=True)
+    full_val = load_coco_captions("val", full=True)
+    again = full_val.location
     assert full_val.ids == [3] and again.source == "cache"
     with pytest.raises(ValueError, match="Karpathy"):
         load_karpathy("restval")
 
 
 def test_real_coco_mini(shared_data):
-    train, _ = load_coco_captions("train")
-    val, _ = load_coco_captions("val")
+    train = load_coco_captions("train")
+    val = load_coco_captions("val")
     assert len(train) == 80 and len(val) == 79
     assert all(len(c) >= 5 for c in train.references())

@@ -76,7 +76,7 @@ def test_taps_are_cached_per_trunk_and_pixels(frames, isolated):
 def test_training_lowers_the_loss_and_records_curves(frames, isolated):
     taps, _ = study.cached_taps(tiny_trunk(), frames, batch_size=6)
     config = dataclasses.replace(study.settings("smoke"), epochs=4, batch_size=4, lr=1e-2)
-    trained = study.train_variant(study.VARIANTS[0], {"pretrained": (taps, taps)}, frames, frames, config, seed=0)
+    trained = study.train_experiment(study.EXPERIMENTS[0], {"pretrained": (taps, taps)}, frames, frames, config, seed=0)
     curve = trained.curve
     assert len(curve.train_loss) == len(curve.test_rmse) == len(curve.seconds) == 4
     assert curve.train_loss[-1] < curve.train_loss[0]
@@ -84,22 +84,22 @@ def test_training_lowers_the_loss_and_records_curves(frames, isolated):
     assert ab.shape == frames.ab.shape and not trained.head.training
 
 
-def test_every_variant_builds_and_bad_names_are_errors(frames):
+def test_every_experiment_builds_and_bad_names_are_errors(frames):
     channels = (4, 8, 8)
-    for variant in study.VARIANTS:
-        objective = study.build_objective(variant, frames.ab)
-        head = study.build_head(variant, channels, objective.out_channels)
-        assert isinstance(objective, BinnedAB if variant.objective == "bins" else L2Regression)
+    for experiment in study.EXPERIMENTS:
+        objective = study.build_objective(experiment, frames.ab)
+        head = study.build_head(experiment, channels, objective.out_channels)
+        assert isinstance(objective, BinnedAB if experiment.objective == "bins" else L2Regression)
         assert study.parameter_count(head) > 0
     with pytest.raises(ValueError, match="unknown head"):
-        study.build_head(study.Variant("x", "unet"), channels, 2)
+        study.build_head(study.Experiment("x", "unet"), channels, 2)
     with pytest.raises(ValueError, match="unknown objective"):
-        study.build_objective(study.Variant("x", "residual", objective="gan"), frames.ab)
+        study.build_objective(study.Experiment("x", "residual", objective="gan"), frames.ab)
 
 
 def test_hypercolumn_keeps_more_for_backward_than_the_residual_encoder(frames):
     taps = tiny_trunk()(frames.gray())
-    heads = {v.head: study.build_head(v, (4, 8, 8), 2) for v in study.VARIANTS[:3]}
+    heads = {v.head: study.build_head(v, (4, 8, 8), 2) for v in study.EXPERIMENTS[:3]}
     memory = {name: study.saved_activation_mib(h, L2Regression(), taps, frames.ab) for name, h in heads.items()}
     assert memory["hypercolumn"] > memory["residual"] > 0
     assert study.forward_ms(heads["residual"], taps, min_run_time=0.01) > 0
@@ -128,9 +128,9 @@ def test_claim_verdicts_follow_the_measurements():
 def test_evaluating_the_faithful_head_leaves_it_untouched(frames, isolated):
     taps, _ = study.cached_taps(tiny_trunk(), frames, batch_size=6)
     config = dataclasses.replace(study.settings("smoke"), epochs=1, batch_size=4)
-    faithful = study.VARIANTS[1]
+    faithful = study.EXPERIMENTS[1]
     assert faithful.bugs.batchnorm_train_at_test
-    trained = study.train_variant(faithful, {"pretrained": (taps, taps)}, frames, frames, config, seed=0)
+    trained = study.train_experiment(faithful, {"pretrained": (taps, taps)}, frames, frames, config, seed=0)
     before = {k: v.clone() for k, v in trained.head.state_dict().items()}
     as_run, _ = study.evaluate(trained, taps, frames, batch_size=4)
     in_eval_mode, _ = study.evaluate(trained, taps, frames, batch_size=4, batchnorm_train_at_test=False)
@@ -155,5 +155,5 @@ def test_the_trunks_of_the_smoke_profile():
     assert records["random"].weights == "random" and records["vgg16"].arch.startswith("vgg")
     taps = trunks["pretrained"](torch.rand(1, 3, 32, 32))
     assert [t.shape[-1] for t in taps] == [16, 8, 4, 2] and list(trunks["pretrained"].channels) == [16, 24, 40, 112]
-    assert [v.name for v in study.variants_for({"pretrained": 0, "random": 0})] == [
-        v.name for v in study.VARIANTS if v.trunk != "vgg16"]
+    assert [v.name for v in study.experiments_for({"pretrained": 0, "random": 0})] == [
+        v.name for v in study.EXPERIMENTS if v.trunk != "vgg16"]

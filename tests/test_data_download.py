@@ -71,7 +71,8 @@ def book_files(isolated):
 
 def test_download_unpack_and_load_then_serve_from_the_cache(publish, server, isolated):
     packed = publish(write_imagenette(isolated / "src"), "imagenette")
-    train, location = load_imagenette("train")
+    train = load_imagenette("train")
+    location = train.location
     assert len(train) == 2 and train.classes == (WNID,) and train[0][0].size == (12, 12)
     assert location.source == "download" and not location.official
     assert location.verified == "4 files match SHA256SUMS.txt"
@@ -80,7 +81,8 @@ def test_download_unpack_and_load_then_serve_from_the_cache(publish, server, iso
     assert "imagenette.tar.gz" not in book_files(
         isolated
     )  # the archive is removed once unpacked
-    val, again = load_imagenette("val")
+    val = load_imagenette("val")
+    again = val.location
     assert len(val) == 1 and again.source == "cache" and server.requests == 1
 
 
@@ -110,7 +112,7 @@ def test_interrupted_download_leaves_nothing_and_a_retry_succeeds(
     assert book_files(isolated) == []  # no partial archive, no half-unpacked folder
     server.cut_after = None
     assert fetch_book_copy("imagenette").source == "download"
-    assert len(load_imagenette("train")[0]) == 2
+    assert len(load_imagenette("train")) == 2
 
 
 def test_offline_names_book_data_dir_and_the_url_and_sends_nothing(
@@ -131,11 +133,12 @@ def test_offline_names_book_data_dir_and_the_url_and_sends_nothing(
 
 def test_a_new_archive_version_replaces_the_unpacked_copy(publish, server, isolated):
     publish(write_imagenette(isolated / "src"), "imagenette")
-    before = np.asarray(load_imagenette("train")[0][0][0]).mean()
+    before = np.asarray(load_imagenette("train")[0][0]).mean()
     changed = publish(
         write_imagenette(isolated / "src", shade=90), "imagenette"
     )  # the registry moves on
-    second, location = load_imagenette("train")
+    second = load_imagenette("train")
+    location = second.location
     assert location.source == "download" and server.requests == 2
     assert (
         location.path.parent / ".archive-sha256"
@@ -151,7 +154,7 @@ def test_an_archive_put_in_the_cache_by_hand_is_used_offline(
     placed.parent.mkdir(parents=True)
     placed.write_bytes(packed.path.read_bytes())
     monkeypatch.setenv("BOOK_OFFLINE", "1")
-    assert len(load_imagenette("val")[0]) == 1 and server.requests == 0
+    assert len(load_imagenette("val")) == 1 and server.requests == 0
 
 
 def test_real_mnist_through_the_archive(shared_data, isolated, server, monkeypatch):

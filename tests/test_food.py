@@ -47,11 +47,12 @@ def food101_tree(root, per_class=4, broken=(), missing=()):
 def test_official_layout_follows_the_meta_lists(tmp_path):
     root = food101_tree(tmp_path / "food-101", broken={"pho/102"}, missing={"ramen/2"})
     assert food_layout(root) == "food-101"
-    train, location = load_food("train", ["pho", "ramen"], root=root, min_per_class=1)
+    train = load_food("train", ["pho", "ramen"], root=root, min_per_class=1)
+    location = train.location
     assert train.classes == ("pho", "ramen") and train.class_counts() == {"pho": 1, "ramen": 1}
     assert sorted(rel for rel, _ in train.skipped) == ["pho/102.jpg", "ramen/2.jpg"]
     assert any("missing" in why for _, why in train.skipped) and location.source == "folder"
-    test, _ = load_food("test", root=root)  # all classes of the list, alphabetical
+    test = load_food("test", root=root)  # all classes of the list, alphabetical
     assert test.classes == ("bibimbap", "pho", "ramen") and len(test) == 6 and not test.skipped
     assert not {p.stem for p in train.paths} & {p.stem for p in test.paths}
 
@@ -63,7 +64,7 @@ def test_split_folders_skip_corrupt_files_and_refuse_thin_classes(tmp_path):
                 write(tmp_path / split / dish / f"{i}.jpg", jpeg(30 * i))
     write(tmp_path / "train" / "bibimbap" / "bad.jpg", BROKEN)
     assert food_layout(tmp_path) == "split-folders"
-    train, _ = load_food("train", root=tmp_path, min_per_class=5)
+    train = load_food("train", root=tmp_path, min_per_class=5)
     assert train.class_counts() == {"beignets": 5, "bibimbap": 5} and [r for r, _ in train.skipped] == ["bibimbap/bad.jpg"]
     with pytest.raises(ValueError, match=r"'bibimbap': 2.*at least|fewer than 3"):
         load_food("test", ["beignets", "bibimbap"], root=tmp_path, min_per_class=3)
@@ -78,12 +79,12 @@ def test_plain_class_folders_are_split_by_a_seeded_draw(tmp_path):
         for i in range(8):
             write(tmp_path / dish / f"{i}.jpg", jpeg(10 * i))
     assert food_layout(tmp_path) == "class-folders"
-    train, _ = load_food("train", root=tmp_path)
-    test, _ = load_food("test", root=tmp_path)
+    train = load_food("train", root=tmp_path)
+    test = load_food("test", root=tmp_path)
     assert train.class_counts() == {"apple_pie": 6, "baklava": 6} and len(test) == 4
     assert not set(train.paths) & set(test.paths)
-    assert load_food("test", root=tmp_path)[0].paths == test.paths
-    assert load_food("test", root=tmp_path, seed=1)[0].paths != test.paths
+    assert load_food("test", root=tmp_path).paths == test.paths
+    assert load_food("test", root=tmp_path, seed=1).paths != test.paths
 
 
 def test_unknown_layouts_are_clear_errors(tmp_path):
@@ -100,7 +101,7 @@ def test_unknown_layouts_are_clear_errors(tmp_path):
 
 def test_seeded_subsets_are_nested_and_per_class(tmp_path):
     root = food101_tree(tmp_path / "food-101", per_class=16)
-    train, _ = load_food("train", root=root)
+    train = load_food("train", root=root)
     quarter, half = take_fraction(train, 0.25), take_fraction(train, 0.5)
     assert set(quarter.class_counts().values()) == {2} and set(half.class_counts().values()) == {4}
     assert set(quarter.paths) <= set(half.paths)
@@ -115,7 +116,7 @@ def test_seeded_subsets_are_nested_and_per_class(tmp_path):
 
 def test_square_tensor_crops_the_centre(tmp_path):
     root = food101_tree(tmp_path / "food-101")
-    train, _ = load_food("train", root=root)
+    train = load_food("train", root=root)
     x = square_tensor(train, 4)
     assert x.shape == (len(train), 3, 4, 4) and x.dtype.is_floating_point is False
 
@@ -133,15 +134,18 @@ def test_official_archive_download_and_unpack(isolated, register_temp):
         archive_root="food-101", files=(registry.RemoteFile(
             "food-101.tar.gz", (archive.as_uri(),), md5=hashlib.md5(archive.read_bytes()).hexdigest(), archive=True),),
     ))
-    train, location = load_food("train", ["ramen"], full=True, min_per_class=1)
+    train = load_food("train", ["ramen"], full=True, min_per_class=1)
+    location = train.location
     assert location.source == "download" and location.official and train.class_counts() == {"ramen": 2}
-    again, location = load_food("test", ["ramen"], full=True, min_per_class=1)
+    again = load_food("test", ["ramen"], full=True, min_per_class=1)
+    location = again.location
     assert location.source == "cache" and len(again) == 2
 
 
 def test_real_offline_copy(shared_data):
-    train, location = load_food("train")
+    train = load_food("train")
+    location = train.location
     assert len(train.classes) == 10 and set(train.class_counts().values()) == {120} and not train.skipped
     assert location.describe().startswith("$BOOK_DATA_DIR/food/food101_10") and not location.official
-    test, _ = load_food("test", ["bibimbap", "beignets"])
+    test = load_food("test", ["bibimbap", "beignets"])
     assert test.class_counts() == {"bibimbap": 40, "beignets": 40}

@@ -115,8 +115,9 @@ def tiny_food(tmp_path):
 
 
 def tiny_data(root, cfg):
-    train, location = load_food("train", cfg.domains, root=root)
-    test, _ = load_food("test", cfg.domains, root=root)
+    train = load_food("train", cfg.domains, root=root)
+    location = train.location
+    test = load_food("test", cfg.domains, root=root)
     x = lambda s, size: study.square_tensor(s, size)  # noqa: E731
     return study.FoodData(train, test, location, x(train, cfg.image_size), x(test, cfg.image_size),
                           x(test, cfg.test_size))

@@ -140,7 +140,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
 class Painter(nn.Module):
     """A perfect toy translator: paints the whole image in its target domain's grey level."""
 
-    n_domains = 2
+    num_classes = 2
     LEVELS = torch.tensor([-0.5, 0.5])
 
     def forward(self, x, code):

@@ -54,7 +54,8 @@ def test_to_rgb_converts_every_mode_explicitly():
 
 
 def test_real_imagenette_offline_copy(shared_data):
-    train, location = load_imagenette("train")
+    train = load_imagenette("train")
+    location = train.location
     assert len(train) == 1500 and set(train.class_counts().values()) == {150} and not train.skipped
     assert location.source == "BOOK_DATA_DIR" and not location.official
     with pytest.raises(ValueError, match="splits"):

@@ -91,7 +91,7 @@ def test_claims_are_computed_from_the_measurements():
     runs = study.caption_runs([7, 2])
     bleu = study.bleu_table({run: [{c: 20.0 + s - (10 if c == "2" and run == "baseline" else 0) for c in study.CONDITIONS}
                                 for s in range(3)] for run in runs})
-    claims = {c.id: c for c in study.headline_claims(acc, correct, resamples, bleu, [7, 2], n_classes=10)}
+    claims = {c.id: c for c in study.headline_claims(acc, correct, resamples, bleu, [7, 2], num_classes=10)}
     assert claims["q2-gain"].verdict == "reproduced"
     assert claims["lower-q-copies-better"].verdict == "reproduced"
     assert claims["caption-baseline-drop"].verdict == "reproduced"
@@ -151,7 +151,7 @@ def test_caption_claims_are_not_comparable_when_the_captioner_did_not_learn():
     runs = study.caption_runs([2])
     weak = study.bleu_table({run: [{c: 4.0 + s - (2 if c == "2" and run == "baseline" else 0) for c in study.CONDITIONS}
                                 for s in range(3)] for run in runs})
-    claims = {c.id: c for c in study.headline_claims(acc, correct, resamples, weak, [2], n_classes=10)}
+    claims = {c.id: c for c in study.headline_claims(acc, correct, resamples, weak, [2], num_classes=10)}
     assert claims["caption-baseline-drop"].verdict == claims["encoder-vs-captioner-2"].verdict == "not comparable"
     assert "barely describe" in claims["encoder-vs-captioner-2"].why
 

@@ -240,8 +240,9 @@ def linear_probe(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np
 
 def _loaders(recipe: Recipe, seed: int) -> tuple[DataLoader, DataLoader, DataLoader, dict]:
     """(augmented train, plain train, val) loaders over imagenette, and what data they read."""
-    train_set, location = load_imagenette("train", full=recipe.full_data)
-    val_set, _ = load_imagenette("val", full=recipe.full_data)
+    train_set = load_imagenette("train", full=recipe.full_data)
+    location = train_set.location
+    val_set = load_imagenette("val", full=recipe.full_data)
     train_set = train_set.subset(per_class_subset(train_set.labels, recipe.train_per_class, seed))
     val_set = val_set.subset(per_class_subset(val_set.labels, recipe.val_per_class, seed))
     train = DecodedImages(train_set, train_transform(recipe.input_size, recipe.min_crop_scale))

@@ -91,8 +91,9 @@ def check(name: str, batch_size: int = 25) -> dict[str, Any]:
     model = packaged.load_model(name)
     load_s = time.perf_counter() - began
     spec = packaged.PACKAGES[name]
-    val, location = load_imagenette("val")
-    train, _ = load_imagenette("train")
+    val = load_imagenette("val")
+    location = val.location
+    train = load_imagenette("train")
     unknown = set(val.classes) - set(IMAGENET_INDEX)
     if unknown:
         raise ValueError(f"no ImageNet index for imagenette classes {sorted(unknown)}")

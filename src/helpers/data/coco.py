@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image
@@ -40,6 +40,7 @@ class CaptionSet(Dataset):
     paths: list[Path]
     captions: dict[int, list[str]]
     split: str
+    location: Location | None = None  # where the files came from (set by the dataset loaders)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -59,7 +60,7 @@ class CaptionSet(Dataset):
         """The same set restricted to ``indices`` (a seeded subsample)."""
         indices = [int(i) for i in indices]
         ids = [self.ids[i] for i in indices]
-        return CaptionSet(ids, [self.paths[i] for i in indices], {i: self.captions[i] for i in ids}, self.split)
+        return replace(self, ids=ids, paths=[self.paths[i] for i in indices], captions={i: self.captions[i] for i in ids})
 
 
 def _require(mapping: dict, key: str, where: str) -> object:
@@ -106,7 +107,7 @@ def _locate(root: Path, folders: tuple[str, ...], image_id: int, file_name: str 
     )
 
 
-def load_coco_captions(split: str, *, full: bool = False) -> tuple[CaptionSet, Location]:
+def load_coco_captions(split: str, *, full: bool = False) -> CaptionSet:
     """COCO 2017 ``split`` ('train' or 'val'): the offline ``coco-mini`` copy, or with ``full`` all of COCO."""
     if split not in COCO_SPLITS:
         raise ValueError(f"COCO 2017 has caption splits {COCO_SPLITS}, not {split!r}")
@@ -114,7 +115,7 @@ def load_coco_captions(split: str, *, full: bool = False) -> tuple[CaptionSet, L
     files, captions = read_caption_json(location.path / "annotations" / f"captions_{split}2017.json")
     ids = sorted(captions)
     paths = [_locate(location.path, (f"{split}2017",), i, files[i]) for i in ids]
-    return CaptionSet(ids, paths, captions, split), location
+    return CaptionSet(ids, paths, captions, split, location)
 
 
 def read_karpathy_split(path: Path) -> dict[str, list[int]]:
@@ -135,7 +136,7 @@ def read_karpathy_split(path: Path) -> dict[str, list[int]]:
     return {name: sorted(ids) for name, ids in split_ids.items()}
 
 
-def load_karpathy(split: str) -> tuple[CaptionSet, Location]:
+def load_karpathy(split: str) -> CaptionSet:
     """Karpathy's ``split`` of COCO ('train', 'val' or 'test', 5,000 images each for val and test).
 
     Captions come from the COCO 2017 caption files, images from ``train2017/`` or ``val2017/``.
@@ -154,4 +155,4 @@ def load_karpathy(split: str) -> tuple[CaptionSet, Location]:
     if missing:
         raise CocoFormatError(f"{len(missing)} image ids of Karpathy's {split!r} split have no COCO captions, e.g. {missing[:3]}")
     paths = [_locate(location.path, ("train2017", "val2017"), i, files[i]) for i in ids]
-    return CaptionSet(ids, paths, {i: captions[i] for i in ids}, f"karpathy-{split}"), location
+    return CaptionSet(ids, paths, {i: captions[i] for i in ids}, f"karpathy-{split}", location)

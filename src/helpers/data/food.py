@@ -105,7 +105,7 @@ def load_food(
     min_per_class: int = MIN_PER_CLASS,
     seed: int = 0,
     transform: Callable | None = None,
-) -> tuple[ImageFolderSet, Location]:
+) -> ImageFolderSet:
     """Food photos of ``split`` ('train' or 'test'), restricted to ``classes`` (labelled in that order).
 
     Without ``root``: the offline copy in ``$BOOK_DATA_DIR/food`` or, with ``full`` (or when there is
@@ -129,7 +129,7 @@ def load_food(
         images = scan_image_folder(root / split, classes=classes, min_per_class=0, transform=transform)
     else:
         images = _seeded_split(scan_image_folder(root, classes=classes, min_per_class=0, transform=transform), split, seed)
-    return _check_counts(images, split, min_per_class), location
+    return replace(_check_counts(images, split, min_per_class), location=location)
 
 
 def take_per_class(images: ImageFolderSet, count: int, seed: int = 0) -> ImageFolderSet:

@@ -7,7 +7,7 @@ returned as RGB through ``to_rgb``, which converts grayscale, palette, CMYK and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -49,6 +49,7 @@ class ImageFolderSet(Dataset):
     root: Path
     transform: Callable | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    location: Location | None = None  # where the files came from (set by the dataset loaders)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -60,12 +61,11 @@ class ImageFolderSet(Dataset):
     def subset(self, indices) -> "ImageFolderSet":
         """The same set restricted to ``indices`` (a seeded subsample, a split)."""
         indices = np.asarray(indices, dtype=int)
-        return ImageFolderSet([self.paths[i] for i in indices], self.labels[indices], self.classes, self.root,
-                              self.transform, self.skipped)
+        return replace(self, paths=[self.paths[i] for i in indices], labels=self.labels[indices])
 
     def with_transform(self, transform: Callable | None) -> "ImageFolderSet":
         """The same images with another transform."""
-        return ImageFolderSet(self.paths, self.labels, self.classes, self.root, transform, self.skipped)
+        return replace(self, transform=transform)
 
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=len(self.classes))
@@ -126,7 +126,7 @@ IMAGENETTE_CLASSES = {
     "n03417042": "garbage truck", "n03425413": "gas pump", "n03445777": "golf ball", "n03888257": "parachute",
 }
 
-def load_imagenette(split: str, *, full: bool = False, transform: Callable | None = None) -> tuple[ImageFolderSet, Location]:
+def load_imagenette(split: str, *, full: bool = False, transform: Callable | None = None) -> ImageFolderSet:
     """Imagenette ``split`` ('train' or 'val'): the offline copy, or with ``full`` the official download."""
     if split not in ("train", "val"):
         raise ValueError(f"Imagenette has splits 'train' and 'val', not {split!r}")
@@ -135,4 +135,4 @@ def load_imagenette(split: str, *, full: bool = False, transform: Callable | Non
     unknown = set(images.classes) - set(IMAGENETTE_CLASSES)
     if unknown:
         raise ValueError(f"{location.describe()}: unexpected class folders {sorted(unknown)}")
-    return images, location
+    return replace(images, location=location)

@@ -42,12 +42,12 @@ class LossWeights:
     gp: float = 10.0
 
 
-def one_hot(labels: torch.Tensor, n_domains: int) -> torch.Tensor:
-    """Float one-hot codes (N, n_domains) of integer domain labels; out-of-range labels are an error."""
+def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Float one-hot codes (N, num_classes) of integer domain labels; out-of-range labels are an error."""
     labels = torch.as_tensor(labels)
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_domains):
-        raise ValueError(f"domain labels must lie in [0, {n_domains}), got {labels.tolist()}")
-    return F.one_hot(labels.long(), n_domains).float()
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"domain labels must lie in [0, {num_classes}), got {labels.tolist()}")
+    return F.one_hot(labels.long(), num_classes).float()
 
 
 def shuffled_targets(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -67,12 +67,12 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
 def critic_loss(G: nn.Module, D: nn.Module, real: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor,
                 alpha: torch.Tensor, weights: LossWeights) -> tuple[torch.Tensor, dict[str, float]]:
     """The critic's loss on one batch and its parts (``d_real``, ``d_fake``, ``d_cls``, ``d_gp``)."""
-    n_domains = D.domain.out_channels
+    num_classes = D.domain.out_channels
     src_real, cls_real = D(real)
     d_real = -src_real.mean()
     d_cls = F.cross_entropy(cls_real, labels)
     with torch.no_grad():
-        fake = G(real, one_hot(targets, n_domains).to(real.device))
+        fake = G(real, one_hot(targets, num_classes).to(real.device))
     d_fake = D(fake)[0].mean()
     d_gp = gradient_penalty(lambda x: D(x)[0], real, fake, alpha)
     loss = d_real + d_fake + weights.cls * d_cls + weights.gp * d_gp
@@ -82,12 +82,12 @@ def critic_loss(G: nn.Module, D: nn.Module, real: torch.Tensor, labels: torch.Te
 def generator_loss(G: nn.Module, D: nn.Module, real: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor,
                    weights: LossWeights) -> tuple[torch.Tensor, dict[str, float]]:
     """The generator's loss on one batch and its parts (``g_fake``, ``g_cls``, ``g_rec``)."""
-    n_domains = D.domain.out_channels
-    fake = G(real, one_hot(targets, n_domains).to(real.device))
+    num_classes = D.domain.out_channels
+    fake = G(real, one_hot(targets, num_classes).to(real.device))
     src_fake, cls_fake = D(fake)
     g_fake = -src_fake.mean()
     g_cls = F.cross_entropy(cls_fake, targets)
-    g_rec = (real - G(fake, one_hot(labels, n_domains).to(real.device))).abs().mean()
+    g_rec = (real - G(fake, one_hot(labels, num_classes).to(real.device))).abs().mean()
     loss = g_fake + weights.cls * g_cls + weights.rec * g_rec
     return loss, {"g_fake": g_fake.item(), "g_cls": g_cls.item(), "g_rec": g_rec.item()}
 
@@ -248,21 +248,21 @@ def train_stargan(G: nn.Module, D: nn.Module, bank: ImageBank, settings: TrainSe
 def translate(G: nn.Module, images: torch.Tensor, targets: torch.Tensor, *, batch_size: int = 32,
               device: str = "cpu") -> torch.Tensor:
     """``G`` applied to uint8 ``images`` towards domain labels ``targets``; uint8 results on the CPU."""
-    n_domains = G.n_domains
+    num_classes = G.num_classes
     out = []
     for start in range(0, len(images), batch_size):
         x = to_unit(images[start:start + batch_size]).to(device)
-        code = one_hot(targets[start:start + batch_size], n_domains).to(device)
+        code = one_hot(targets[start:start + batch_size], num_classes).to(device)
         out.append(to_uint8(G(x, code)).cpu())
     return torch.cat(out)
 
 
 def translate_to_every_domain(G: nn.Module, images: torch.Tensor, *, device: str = "cpu") -> torch.Tensor:
-    """uint8 (N, n_domains, 3, H, W): each image translated to each domain (for translation grids)."""
+    """uint8 (N, num_classes, 3, H, W): each image translated to each domain (for translation grids)."""
     n = len(images)
-    targets = torch.arange(G.n_domains).repeat(n)
-    out = translate(G, images.repeat_interleave(G.n_domains, dim=0), targets, device=device)
-    return out.view(n, G.n_domains, *images.shape[1:])
+    targets = torch.arange(G.num_classes).repeat(n)
+    out = translate(G, images.repeat_interleave(G.num_classes, dim=0), targets, device=device)
+    return out.view(n, G.num_classes, *images.shape[1:])
 
 
 def kid_score(real: torch.Tensor, fake: torch.Tensor, *, subsets: int = 50, max_subset: int = 100,
@@ -314,8 +314,8 @@ def fid_into_targets(metric: FrechetInceptionDistance, G: nn.Module, images: tor
     FID(real t, those images untranslated), the no-translation reference. ``metric`` takes uint8 images."""
     labels = torch.as_tensor(labels, dtype=torch.long)
     metric = metric.to(device)
-    translated, untranslated = np.zeros(G.n_domains), np.zeros(G.n_domains)
-    for t in range(G.n_domains):
+    translated, untranslated = np.zeros(G.num_classes), np.zeros(G.num_classes)
+    for t in range(G.num_classes):
         real, others = images[labels == t], images[labels != t]
         fake = translate(G, others, torch.full((len(others),), t), batch_size=batch_size, device=device)
         translated[t] = _fid(metric, real, fake, batch_size, device)
@@ -376,8 +376,8 @@ def evaluate_translations(G: nn.Module, images: torch.Tensor, labels: torch.Tens
     """
     n = len(domains)
     labels = torch.as_tensor(labels, dtype=torch.long)
-    if G.n_domains != n or len(labels) != len(images):
-        raise ValueError(f"{n} domain names for a {G.n_domains}-domain generator; {len(images)} images, {len(labels)} labels")
+    if G.num_classes != n or len(labels) != len(images):
+        raise ValueError(f"{n} domain names for a {G.num_classes}-domain generator; {len(images)} images, {len(labels)} labels")
     G.eval()
     features.eval()
     head.eval()

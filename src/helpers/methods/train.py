@@ -25,7 +25,7 @@ class History:
 
     train_loss: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
-    val_acc: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)  # on ``val_loader``: a validation or a test set
     seconds: list[float] = field(default_factory=list)
     samples_per_s: list[float] = field(default_factory=list)
     resumed_epochs: int = 0  # epochs taken from a checkpoint rather than trained by this process

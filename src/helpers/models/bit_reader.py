@@ -47,7 +47,7 @@ class BitReader(nn.Module):
     """Class logits from (B, L) rows of the fixed layout (header, pad tokens, scan); see the module docstring."""
 
     def __init__(self, header: int, *, n_bytes: int = 256, channels: int = 32, conv_layers: int = 2,
-                 hidden: int = 256, classes: int = 10) -> None:
+                 hidden: int = 256, num_classes: int = 10) -> None:
         super().__init__()
         if conv_layers not in (0, 1, 2):
             raise ValueError(f"conv_layers must be 0, 1 or 2, got {conv_layers}")
@@ -62,10 +62,10 @@ class BitReader(nn.Module):
         for _, kernel, stride, padding in shapes:
             length, width = (length + 2 * padding - kernel) // stride + 1, channels
         self.readout = nn.Sequential(nn.Flatten(), nn.Linear(width * length, hidden), nn.ReLU(),
-                                     nn.Linear(hidden, classes))
+                                     nn.Linear(hidden, num_classes))
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
-        """(B, L) byte/pad values -> (B, classes) logits."""
+        """(B, L) byte/pad values -> (B, num_classes) logits."""
         if values.ndim != 2:
             raise ValueError(f"expected byte values of shape (batch, length), got {tuple(values.shape)}")
         if values.dtype.is_floating_point or values.dtype == torch.bool:

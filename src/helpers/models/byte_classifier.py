@@ -3,7 +3,7 @@
 The architecture of Hi-king (2017): each byte (0..255) is embedded, two 1-D convolutions (kernel 3,
 no padding, ReLU) look at neighbouring bytes, an LSTM reads the result from the first byte to the
 last, and a linear layer maps its final state to class logits. ``conv_layers=0`` is the LSTM-only
-ablation. ``Variant`` collects the original code's quirks that we can switch on (``faithful``) or off.
+ablation. ``Bugs`` collects the original code's quirks that we can switch on (``faithful``) or off.
 
 Shared prefix: every JPEG file of the same size and quality starts with the same header, so the
 LSTM's state after the header is the same for every file of a batch. The model computes that prefix
@@ -24,7 +24,7 @@ SHARE_STEP = 32  # shared prefixes are rounded down to a multiple: few distinct 
 
 
 @dataclass(frozen=True)
-class Variant:
+class Bugs:
     """The original code's quirks: on (``faithful()``) reproduces it, off (``fixed()``) repairs it."""
 
     shared_conv: bool  # the two conv layers are one layer applied twice (``[block] * 2`` in the original)
@@ -32,12 +32,12 @@ class Variant:
     uint8_overflow: bool  # pixels scaled by 256 before the uint8 cast, so 255 wraps to 0
 
     @classmethod
-    def faithful(cls) -> "Variant":
+    def faithful(cls) -> "Bugs":
         """All quirks of the original code."""
         return cls(shared_conv=True, pad_with_ones=True, uint8_overflow=True)
 
     @classmethod
-    def fixed(cls) -> "Variant":
+    def fixed(cls) -> "Bugs":
         """Two conv layers, a pad token no byte can take placed before the scan, no overflow."""
         return cls(shared_conv=False, pad_with_ones=False, uint8_overflow=False)
 
@@ -57,9 +57,9 @@ class Variant:
     @property
     def name(self) -> str:
         """'faithful', 'fixed' or a list of the quirks that are on."""
-        if self == Variant.faithful():
+        if self == Bugs.faithful():
             return "faithful"
-        if self == Variant.fixed():
+        if self == Bugs.fixed():
             return "fixed"
         return "+".join(k for k, v in self.__dict__.items() if v) or "fixed"
 
@@ -69,14 +69,14 @@ class ByteClassifier(nn.Module):
 
     def __init__(
         self,
-        variant: Variant,
+        variant: Bugs,
         *,
         embed_dim: int = 100,
         hidden: int = 100,
         conv_layers: int = 2,
         lstm_layers: int = 2,
         kernel: int = 3,
-        classes: int = 10,
+        num_classes: int = 10,
         forget_bias: float = 1.0,
         share_prefix: bool = True,
     ) -> None:
@@ -90,7 +90,7 @@ class ByteClassifier(nn.Module):
         else:
             self.convs = nn.ModuleList(nn.Conv1d(embed_dim, embed_dim, kernel) for _ in range(conv_layers))
         self.lstm = nn.LSTM(embed_dim, hidden, num_layers=lstm_layers, batch_first=True)
-        self.out = nn.Linear(hidden, classes)
+        self.out = nn.Linear(hidden, num_classes)
         with torch.no_grad():  # forget-gate bias 1, as Chainer (the original's framework) initialises it
             for name, param in self.lstm.named_parameters():
                 if name.startswith("bias_ih"):
@@ -131,7 +131,7 @@ class ByteClassifier(nn.Module):
         return max(steps, 0) // SHARE_STEP * SHARE_STEP
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, L) byte values -> (B, classes) logits, from the LSTM's state after the last value."""
+        """(B, L) byte values -> (B, num_classes) logits, from the LSTM's state after the last value."""
         self.check_input(x)
         x = x.long()
         shared = self.shared_steps(x)

@@ -10,17 +10,17 @@ from torch import nn
 class PixelCNN(nn.Module):
     """Two conv-ReLU-maxpool stages (16 and 32 channels) and a linear layer: (B, 1, 28, 28) -> logits."""
 
-    def __init__(self, classes: int = 10, size: int = 28) -> None:
+    def __init__(self, num_classes: int = 10, size: int = 28) -> None:
         super().__init__()
         self.size = size
         self.body = nn.Sequential(
             nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(32 * (size // 4) ** 2, classes),
+            nn.Flatten(), nn.Linear(32 * (size // 4) ** 2, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, size, size) float pixels in [0, 1] -> (B, classes) logits."""
+        """(B, 1, size, size) float pixels in [0, 1] -> (B, num_classes) logits."""
         if x.ndim != 4 or x.shape[1:] != (1, self.size, self.size):
             raise ValueError(f"expected images of shape (batch, 1, {self.size}, {self.size}), got {tuple(x.shape)}")
         return self.body(x)

@@ -41,21 +41,21 @@ class ResidualBlock(nn.Module):
 
 
 def domain_maps(onehot: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Spread ``(N, n_domains)`` one-hot vectors into ``(N, n_domains, height, width)`` constant maps."""
+    """Spread ``(N, num_classes)`` one-hot vectors into ``(N, num_classes, height, width)`` constant maps."""
     if onehot.dim() != 2:
-        raise ValueError(f"domain codes must be (N, n_domains), got shape {tuple(onehot.shape)}")
+        raise ValueError(f"domain codes must be (N, num_classes), got shape {tuple(onehot.shape)}")
     return onehot[:, :, None, None].expand(-1, -1, height, width)
 
 
 class Generator(nn.Module):
     """Image + target-domain code -> translated image in [-1, 1]."""
 
-    def __init__(self, n_domains: int, width: int = 64, n_down: int = 2, n_res: int = 6) -> None:
+    def __init__(self, num_classes: int, width: int = 64, n_down: int = 2, n_res: int = 6) -> None:
         super().__init__()
-        if n_domains < 2 or width < 1 or n_down < 0 or n_res < 0:
-            raise ValueError(f"bad generator sizes: n_domains={n_domains}, width={width}, n_down={n_down}, n_res={n_res}")
-        self.n_domains, self.n_down = n_domains, n_down
-        layers: list[nn.Module] = [nn.Conv2d(3 + n_domains, width, 7, padding=3, bias=False), _norm(width), nn.ReLU(True)]
+        if num_classes < 2 or width < 1 or n_down < 0 or n_res < 0:
+            raise ValueError(f"bad generator sizes: num_classes={num_classes}, width={width}, n_down={n_down}, n_res={n_res}")
+        self.num_classes, self.n_down = num_classes, n_down
+        layers: list[nn.Module] = [nn.Conv2d(3 + num_classes, width, 7, padding=3, bias=False), _norm(width), nn.ReLU(True)]
         channels = width
         for _ in range(n_down):
             layers += [nn.Conv2d(channels, 2 * channels, 4, stride=2, padding=1, bias=False), _norm(2 * channels),
@@ -70,10 +70,10 @@ class Generator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Translate ``x`` (N, 3, H, W) in [-1, 1] to the domains coded one-hot in ``target`` (N, n_domains)."""
+        """Translate ``x`` (N, 3, H, W) in [-1, 1] to the domains coded one-hot in ``target`` (N, num_classes)."""
         _check_sides(x, 2 ** self.n_down, "Generator")
-        if target.shape != (x.shape[0], self.n_domains):
-            raise ValueError(f"target codes must be ({x.shape[0]}, {self.n_domains}), got {tuple(target.shape)}")
+        if target.shape != (x.shape[0], self.num_classes):
+            raise ValueError(f"target codes must be ({x.shape[0]}, {self.num_classes}), got {tuple(target.shape)}")
         maps = domain_maps(target.to(x.dtype), x.shape[-2], x.shape[-1])
         return self.net(torch.cat([x, maps], dim=1))
 
@@ -81,7 +81,7 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """PatchGAN critic: a real/fake score per patch and domain logits (the auxiliary classifier)."""
 
-    def __init__(self, image_size: int, n_domains: int, width: int = 64, n_layers: int = 6) -> None:
+    def __init__(self, image_size: int, num_classes: int, width: int = 64, n_layers: int = 6) -> None:
         super().__init__()
         if n_layers < 1 or image_size % 2 ** n_layers:
             raise ValueError(f"image_size {image_size} must be divisible by 2**n_layers = {2 ** n_layers}")
@@ -94,10 +94,10 @@ class Discriminator(nn.Module):
         self.trunk = nn.Sequential(*layers)
         self.patch_side = image_size // 2 ** n_layers
         self.source = nn.Conv2d(channels, 1, 3, padding=1, bias=False)
-        self.domain = nn.Conv2d(channels, n_domains, self.patch_side, bias=False)
+        self.domain = nn.Conv2d(channels, num_classes, self.patch_side, bias=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(patch scores (N, 1, h, w), domain logits (N, n_domains))`` for images of at least the training size."""
+        """``(patch scores (N, 1, h, w), domain logits (N, num_classes))`` for images of at least the training size."""
         _check_sides(x, 2 ** self.n_layers, "Discriminator")
         if min(x.shape[-2:]) < self.image_size:
             raise ValueError(f"Discriminator was built for {self.image_size} px; got {tuple(x.shape[-2:])}")

@@ -35,7 +35,7 @@ from helpers.core.results import Claim
 from helpers.data import ImageSplit, load_idx_split
 from helpers.methods.train import History, predict, train_classifier
 from helpers.models.bit_reader import BitReader
-from helpers.models.byte_classifier import ByteClassifier, Variant
+from helpers.models.byte_classifier import ByteClassifier, Bugs
 from helpers.models.pixel_cnn import PixelCNN, to_pixels
 
 REGIONS = {"whole file": False, "scan only": True}  # region name -> header protected
@@ -189,7 +189,7 @@ class ByteData:
     test_labels: torch.Tensor
     train_images: np.ndarray  # the pixels the files were made from (re-encoded for augmentation)
     classes: tuple[str, ...]
-    variant: Variant
+    variant: Bugs
     header: int  # header bytes kept at the start of each row (0 when stripped)
     layout: Layout
     quality: int
@@ -202,7 +202,7 @@ class ByteData:
                 f"{self.train.truncated} train and {self.test.truncated} test file(s) truncated")
 
 
-def prepare(images: TrainTest, variant: Variant, *, strip_header: bool = False, quality: int = QUALITY) -> ByteData:
+def prepare(images: TrainTest, variant: Bugs, *, strip_header: bool = False, quality: int = QUALITY) -> ByteData:
     """Encode (cached) and pad both splits; the pad length is the longest training file, as in the original."""
     train_files, _ = encode_split(images.train, quality, variant.uint8_overflow)
     test_files, _ = encode_split(images.test, quality, variant.uint8_overflow)
@@ -248,17 +248,22 @@ class Trained:
         """Median training throughput over the epochs."""
         return float(np.median(self.history.samples_per_s))
 
+    @property
+    def test_acc(self) -> list[float]:
+        """Accuracy on the test files after each epoch (``fit`` passes them as the ``val_loader``)."""
+        return self.history.val_acc
+
 
 def byte_model(data: ByteData, cfg: Settings, conv_layers: int = 2, design: str = "post") -> torch.nn.Module:
     """A fresh classifier of ``design`` ('post': ``ByteClassifier``, 'reader': ``BitReader``) sized for the profile."""
     if design == "post":
         return ByteClassifier(data.variant, embed_dim=cfg.embed_dim, hidden=cfg.hidden, conv_layers=conv_layers,
-                              classes=len(data.classes))
+                              num_classes=len(data.classes))
     if design == "reader":
         if data.variant.pad_with_ones or data.layout.skip:
             raise ValueError("the bit reader reads the fixed layout with its header (pad tokens before the scan)")
         return BitReader(data.header, n_bytes=cfg.reader_bytes, channels=cfg.reader_channels, conv_layers=conv_layers,
-                         hidden=cfg.reader_hidden, classes=len(data.classes))
+                         hidden=cfg.reader_hidden, num_classes=len(data.classes))
     raise ValueError(f"unknown design {design!r}; choose from {sorted(DESIGNS)}")
 
 
@@ -349,7 +354,7 @@ def run_ablation(data: ByteData, cfg: Settings, seed: int = 0,
     }
     rows = []
     for name, trained in runs.items():
-        test = [t.history.val_acc[-1] for t in trained]
+        test = [t.test_acc[-1] for t in trained]
         rows.append({"setting": name, "seeds": len(test), "test mean": float(np.mean(test)),
                      "test sd": float(np.std(test, ddof=1)) if len(test) > 1 else float("nan"),
                      "train mean": float(np.mean([t.history.train_acc[-1] for t in trained])),
@@ -378,7 +383,7 @@ def learning_curve(pools: dict[str, ByteData], cfg: Settings, seed: int = 0) -> 
             trained = fit(data, cfg, design=design, max_shift=shifts_of(design, cfg), epochs=epochs, seed=seed,
                           desc=f"{design}, {dataset} {n:,}")
             rows.append({"dataset": dataset, "design": design, "train files": n, "epochs": epochs,
-                         "files seen": epochs * n, "test accuracy": trained.history.val_acc[-1],
+                         "files seen": epochs * n, "test accuracy": trained.test_acc[-1],
                          "train accuracy": trained.history.train_acc[-1],
                          "train s": float(sum(trained.history.seconds))})
     return pd.DataFrame(rows)
@@ -480,7 +485,7 @@ def fit_pixel_cnn(images: np.ndarray, labels: np.ndarray, cfg: Settings, seed: i
     """Train the pixel CNN on the decoded clean JPEGs of ``images`` (what a pixel pipeline would see)."""
     decoded = np.stack([decode_jpeg_bytes(f) for f in encode_all(images, quality)])
     torch.manual_seed(seed)
-    model = PixelCNN(classes=int(labels.max()) + 1)
+    model = PixelCNN(num_classes=int(labels.max()) + 1)
     loader = DataLoader(TensorDataset(to_pixels(decoded), torch.from_numpy(labels)), batch_size=64, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
     history = train_classifier(model, loader, torch.optim.Adam(model.parameters(), lr=1e-3), cfg.pixel_epochs,

@@ -3,7 +3,7 @@
 Per-profile sizes (``settings``), the frames in Lab (``lab_frames``), the frozen trunks
 (``build_trunks``: ImageNet weights, the same network with random weights, and the study's VGG16
 when it is not already the pretrained one), their taps computed once per frame and cached
-(``cached_taps``), the variants the chapter compares (``VARIANTS``), and the
+(``cached_taps``), the experiments the chapter compares (``EXPERIMENTS``), and the
 small runners its cells call: train a head, colour the held-out frames, score and time them, and
 turn the measurements into the study's claims.
 """
@@ -53,7 +53,7 @@ class Settings:
     gap: int  # frames dropped on each side of a train/test border
     max_train: int | None  # seeded subsample of the training frames (None: all)
     max_test: int | None
-    epochs: int  # the same for every variant
+    epochs: int  # the same for every experiment
     batch_size: int
     lr: float
     stages: int  # trunk stages tapped (strides 2, 4, 8, 16: VGG's first four pooling stages)
@@ -172,7 +172,7 @@ def cached_taps(trunk: nn.Module, frames: LabFrames, batch_size: int, device: st
 
 
 @dataclass(frozen=True)
-class Variant:
+class Experiment:
     """One model the chapter trains: head, trunk weights, objective and the original's bugs."""
 
     name: str
@@ -182,40 +182,40 @@ class Variant:
     bugs: Bugs = Bugs()
 
 
-VARIANTS = (
-    Variant("residual (fixed)", "residual"),
-    Variant("residual (faithful)", "residual", bugs=Bugs.faithful()),
-    Variant("hypercolumn", "hypercolumn"),
-    Variant("last layer, no shortcut", "last-layer"),
-    Variant("residual + ab classes", "residual", objective="bins"),
-    Variant("residual, random trunk", "residual", trunk="random"),
-    Variant("residual, VGG16 trunk", "residual", trunk="vgg16"),
+EXPERIMENTS = (
+    Experiment("residual (fixed)", "residual"),
+    Experiment("residual (faithful)", "residual", bugs=Bugs.faithful()),
+    Experiment("hypercolumn", "hypercolumn"),
+    Experiment("last layer, no shortcut", "last-layer"),
+    Experiment("residual + ab classes", "residual", objective="bins"),
+    Experiment("residual, random trunk", "residual", trunk="random"),
+    Experiment("residual, VGG16 trunk", "residual", trunk="vgg16"),
 )
 
 
-def variants_for(trunks: dict[str, nn.Module]) -> tuple[Variant, ...]:
-    """The variants whose trunk was built."""
-    return tuple(v for v in VARIANTS if v.trunk in trunks)
+def experiments_for(trunks: dict[str, nn.Module]) -> tuple[Experiment, ...]:
+    """The experiments whose trunk was built."""
+    return tuple(v for v in EXPERIMENTS if v.trunk in trunks)
 
 
-def build_head(variant: Variant, channels: Sequence[int], out_channels: int) -> nn.Module:
-    """The head of ``variant`` for trunk taps with ``channels``."""
-    if variant.head == "residual":
-        return ResidualEncoder(channels, out_channels, bugs=variant.bugs)
-    if variant.head == "last-layer":
-        return ResidualEncoder(channels, out_channels, shortcuts=False, bugs=variant.bugs)
-    if variant.head == "hypercolumn":
+def build_head(experiment: Experiment, channels: Sequence[int], out_channels: int) -> nn.Module:
+    """The head of ``experiment`` for trunk taps with ``channels``."""
+    if experiment.head == "residual":
+        return ResidualEncoder(channels, out_channels, bugs=experiment.bugs)
+    if experiment.head == "last-layer":
+        return ResidualEncoder(channels, out_channels, shortcuts=False, bugs=experiment.bugs)
+    if experiment.head == "hypercolumn":
         return HypercolumnHead(channels, out_channels)
-    raise ValueError(f"unknown head {variant.head!r}; heads are 'residual', 'last-layer', 'hypercolumn'")
+    raise ValueError(f"unknown head {experiment.head!r}; heads are 'residual', 'last-layer', 'hypercolumn'")
 
 
-def build_objective(variant: Variant, train_ab_small: torch.Tensor) -> Objective:
-    """The loss and read-out of ``variant`` (the bins are fitted to the training colours)."""
-    if variant.objective == "l2":
+def build_objective(experiment: Experiment, train_ab_small: torch.Tensor) -> Objective:
+    """The loss and read-out of ``experiment`` (the bins are fitted to the training colours)."""
+    if experiment.objective == "l2":
         return L2Regression()
-    if variant.objective == "bins":
+    if experiment.objective == "bins":
         return BinnedAB.fit(train_ab_small)
-    raise ValueError(f"unknown objective {variant.objective!r}; objectives are 'l2', 'bins'")
+    raise ValueError(f"unknown objective {experiment.objective!r}; objectives are 'l2', 'bins'")
 
 
 def target_ab(ab: torch.Tensor, taps: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -285,22 +285,22 @@ def train_head(head: nn.Module, objective: Objective, train_taps: Sequence[torch
 class Trained:
     """A trained head with its objective and training record."""
 
-    variant: Variant
+    experiment: Experiment
     head: nn.Module
     objective: Objective
     curve: Curve
 
 
-def train_variant(variant: Variant, taps: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]],
+def train_experiment(experiment: Experiment, taps: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]],
                   train: LabFrames, test: LabFrames, cfg: Settings, seed: int, device: str = "cpu") -> Trained:
-    """Build and train ``variant`` on the cached taps of its trunk (``taps[trunk] = (train taps, test taps)``)."""
-    train_taps, test_taps = taps[variant.trunk]
-    torch.manual_seed(seed)  # every variant starts from the same seed
-    objective = build_objective(variant, target_ab(train.ab, train_taps))
-    head = build_head(variant, [t.shape[1] for t in train_taps], objective.out_channels)
+    """Build and train ``experiment`` on the cached taps of its trunk (``taps[trunk] = (train taps, test taps)``)."""
+    train_taps, test_taps = taps[experiment.trunk]
+    torch.manual_seed(seed)  # every experiment starts from the same seed
+    objective = build_objective(experiment, target_ab(train.ab, train_taps))
+    head = build_head(experiment, [t.shape[1] for t in train_taps], objective.out_channels)
     curve = train_head(head, objective, train_taps, train.ab, test_taps, test.ab, epochs=cfg.epochs,
-                       batch_size=cfg.batch_size, lr=cfg.lr, seed=seed, device=device, desc=variant.name)
-    return Trained(variant, head, objective, curve)
+                       batch_size=cfg.batch_size, lr=cfg.lr, seed=seed, device=device, desc=experiment.name)
+    return Trained(experiment, head, objective, curve)
 
 
 def recolour(frames: LabFrames, ab: torch.Tensor) -> np.ndarray:
@@ -391,7 +391,7 @@ def _relative(ours: float, theirs: float) -> float:
 
 
 def claims(table: dict[str, dict[str, float]], curves: dict[str, Curve], margin: float = 0.02) -> list[Claim]:
-    """The study's claims, each with a verdict computed from ``table`` (variant -> measurements) and the curves.
+    """The study's claims, each with a verdict computed from ``table`` (experiment -> measurements) and the curves.
 
     A difference counts when it exceeds ``margin`` (relative); smaller ones are read as no difference.
     """

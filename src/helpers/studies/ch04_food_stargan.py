@@ -155,8 +155,9 @@ class FoodData:
 
 def load_data(cfg: Settings, seed: int = 0) -> FoodData:
     """Train and test photos of ``cfg.domains`` (seeded caps per dish), resized and centre-cropped."""
-    train, location = load_food("train", cfg.domains, full=cfg.full_dataset, min_per_class=2 * cfg.k_clusters)
-    test, _ = load_food("test", cfg.domains, full=cfg.full_dataset, min_per_class=2)
+    train = load_food("train", cfg.domains, full=cfg.full_dataset, min_per_class=2 * cfg.k_clusters)
+    location = train.location
+    test = load_food("test", cfg.domains, full=cfg.full_dataset, min_per_class=2)
     train, test = take_per_class(train, cfg.train_per_class, seed), take_per_class(test, cfg.test_per_class, seed)
     return FoodData(train, test, location, square_tensor(train, cfg.image_size, "train photos"),
                     square_tensor(test, cfg.image_size, "test photos"),
@@ -202,12 +203,12 @@ class DishJudge(nn.Module):
     dish logits, the two parts ``helpers.methods.gan.evaluate_translations`` asks for.
     """
 
-    def __init__(self, model: nn.Module, record: BackboneRecord, n_domains: int, size: int) -> None:
+    def __init__(self, model: nn.Module, record: BackboneRecord, num_classes: int, size: int) -> None:
         super().__init__()
         self.features = image_features(model, record, size)
         with torch.no_grad():
             width = self.features(torch.zeros(1, 3, size, size)).shape[1]
-        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(width, n_domains))
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(width, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -345,7 +346,7 @@ def unrelated_ssim(images: torch.Tensor, seed: int = 0) -> float:
 def network_cost(G: nn.Module, D: nn.Module, size: int) -> dict[str, float]:
     """Parameters (millions) and forward GFLOPs per image of a generator and critic at ``size`` px."""
     x = torch.zeros(1, 3, size, size)
-    code = one_hot(torch.zeros(1, dtype=torch.long), G.n_domains)
+    code = one_hot(torch.zeros(1, dtype=torch.long), G.num_classes)
     costs = {}
     for name, net, call in (("G", G, lambda: G(x, code)), ("D", D, lambda: D(x))):
         counter = FlopCounterMode(display=False)
@@ -455,14 +456,14 @@ def plot_translations(inputs: torch.Tensor, grid: torch.Tensor, labels: torch.Te
     return fig
 
 
-def plot_data_size_curve(curve: pd.DataFrame, n_domains: int) -> plt.Figure:
+def plot_data_size_curve(curve: pd.DataFrame, num_classes: int) -> plt.Figure:
     """Each metric against the share of training photos (same number of iterations); chance marked."""
     columns = [c for c in ("target_accuracy", "kid", "structure_ssim", "cycle_l1") if c in curve]
     fig, axes = plt.subplots(1, len(columns), figsize=(2.5 * len(columns), 2.6), dpi=FIGURE_DPI, squeeze=False)
     for ax, column in zip(axes[0], columns):
         ax.plot(100 * curve.index, curve[column], "o-")
         if column == "target_accuracy":
-            ax.axhline(1 / n_domains, color="red", ls=":", lw=1, label="chance")
+            ax.axhline(1 / num_classes, color="red", ls=":", lw=1, label="chance")
             ax.legend(fontsize=9)
         ax.set_title(column.replace("_", " "), fontsize=9)
         ax.set_xlabel("% of training photos", fontsize=9)

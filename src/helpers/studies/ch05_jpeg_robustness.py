@@ -161,7 +161,7 @@ SETTINGS = {
 }
 
 
-def config(profile: str) -> Settings:
+def settings(profile: str) -> Settings:
     """The study's settings for ``profile``."""
     return profiles.select(profile, SETTINGS)
 
@@ -244,8 +244,8 @@ class ClassificationData:
 
 def prepare_classification(cfg: ClassifySettings, mixes: Sequence[Mix], seed: int = 0) -> ClassificationData:
     """Load Imagenette, take the seeded slice, and build every fixed copy and test condition."""
-    train_set, train_loc = load_imagenette("train", full=cfg.full)
-    val_set, val_loc = load_imagenette("val", full=cfg.full)
+    train_set = load_imagenette("train", full=cfg.full)
+    val_set = load_imagenette("val", full=cfg.full)
     train_set = train_set.subset(per_class_subset(train_set.labels, cfg.train_per_class, seed))
     val_set = val_set.subset(per_class_subset(val_set.labels, cfg.val_per_class, seed))
     sources = [shrink(train_set[i][0], cfg.compress_size) for i in tqdm(range(len(train_set)), desc="read train")]
@@ -255,7 +255,8 @@ def prepare_classification(cfg: ClassifySettings, mixes: Sequence[Mix], seed: in
                             cfg.image_size)
     return ClassificationData(
         sources, torch.stack([square(im, cfg.store_size) for im in sources]), torch.as_tensor(train_set.labels),
-        copies, test, torch.as_tensor(val_set.labels), train_set.classes, {"train": train_loc, "val": val_loc})
+        copies, test, torch.as_tensor(val_set.labels), train_set.classes,
+        {"train": train_set.location, "val": val_set.location})
 
 
 def _test_conditions(images: list[Image.Image], store: int, crop: int) -> dict[str, torch.Tensor]:
@@ -453,14 +454,14 @@ def seeded_pick(total: int, n: int | None, seed: int) -> np.ndarray:
 def load_caption_sets(cfg: CaptionSettings, seed: int = 0) -> tuple[CaptionSet, CaptionSet, dict[str, Location]]:
     """Training and test caption sets of the profile (seeded slices of coco-mini, or Karpathy's split)."""
     if cfg.karpathy:
-        train, train_loc = load_karpathy("train")
-        test, test_loc = load_karpathy("test")
+        train = load_karpathy("train")
+        test = load_karpathy("test")
     else:
-        train, train_loc = load_coco_captions("train")
-        test, test_loc = load_coco_captions("val")
+        train = load_coco_captions("train")
+        test = load_coco_captions("val")
     train = train.subset(seeded_pick(len(train), cfg.train_images, seed))
     test = test.subset(seeded_pick(len(test), cfg.test_images, seed))
-    return train, test, {"train": train_loc, "test": test_loc}
+    return train, test, {"train": train_set.location, "test": test_loc}
 
 
 def prepare_captioning(cfg: CaptionSettings, seed: int = 0) -> CaptionData:
@@ -759,13 +760,13 @@ def _clean_kept_claim(claim_id: str, what: str, correct: dict, resamples: np.nda
 
 
 def headline_claims(acc: pd.DataFrame, correct: dict, resamples: np.ndarray, bleu: pd.DataFrame,
-                    caption_qualities: Sequence[int], n_classes: int, min_clean_bleu: float = 10.0) -> list[Claim]:
+                    caption_qualities: Sequence[int], num_classes: int, min_clean_bleu: float = 10.0) -> list[Claim]:
     """The study's four stated conclusions, each tested on our from-scratch track and captioners."""
     claims = [
         _collapse_claim("baseline-collapse", "The baseline loses accuracy as test quality falls", acc, "orig"),
         _clean_kept_claim("clean-kept", "From scratch", correct, resamples, list(PAPER_MIXES)),
         _gain_claim("q2-gain", "From scratch: orig+2 greatly improves top-1 on Q = 2 test images", correct, resamples,
-                    1 / n_classes),
+                    1 / num_classes),
     ]
     order = [acc.loc[f"orig+{q}", "2"]["top1"] for q in MIX_QUALITIES]
     constant = len(set(order)) == 1  # no ordering at all (e.g. every mix at chance)
@@ -779,7 +780,7 @@ def headline_claims(acc: pd.DataFrame, correct: dict, resamples: np.ndarray, ble
 
 
 def pretrained_claims(acc: pd.DataFrame, correct: dict, resamples: np.ndarray, mixes: Sequence[str],
-                      n_classes: int) -> list[Claim]:
+                      num_classes: int) -> list[Claim]:
     """The classification conclusions tested on the pretrained track (ImageNet Lite at a larger size)."""
     return [
         _collapse_claim("zero-shot-collapse", "An ImageNet classifier, never trained on JPEG copies, collapses as test "
@@ -788,7 +789,7 @@ def pretrained_claims(acc: pd.DataFrame, correct: dict, resamples: np.ndarray, m
                         acc, "orig"),
         _clean_kept_claim("clean-kept-pretrained", "ImageNet Lite0 fine-tuned", correct, resamples, mixes),
         _gain_claim("q2-gain-pretrained", "ImageNet Lite0 fine-tuned: orig+2 greatly improves top-1 on Q = 2 test "
-                    "images", correct, resamples, 1 / n_classes),
+                    "images", correct, resamples, 1 / num_classes),
     ]
 
 
