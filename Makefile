@@ -73,7 +73,7 @@ screenshots: book
 # Re-resolve every dependency from pyproject.toml's ranges and pin the result in constraints.txt.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 -e ".[test,book]"
+	.lock-venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 -e ".[test,book,gpu]"
 	( echo "# Exact versions for the README commands and CI (make lock regenerates this file)."; \
 	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v "^compressed-images-book==" | sort -f ) > constraints.txt
 	rm -rf .lock-venv

@@ -3,7 +3,7 @@ import torch
 
 from helpers.codecs.jpeg_bytes import PAD_TOKEN
 from helpers.methods.train import train_classifier
-from helpers.models.byte_classifier import ByteClassifier, Bugs
+from helpers.models.byte_classifier import Bugs, ByteClassifier
 
 
 def batch(variant, rows=5, length=80, header=40, seed=0):

@@ -52,9 +52,15 @@ def test_encoder_rejects_non_2d_or_non_uint8_images(image, error):
         jb.encode_jpeg_bytes(image)
 
 
-def test_encoder_rejects_out_of_range_quality_and_non_stacks():
-    with pytest.raises(ValueError, match="quality"):
-        jb.encode_jpeg_bytes(digits(1)[0], quality=0)
+def test_encoder_takes_the_same_quality_range_as_the_jpeg_codec():
+    image = digits(1)[0]
+    assert len(jb.encode_jpeg_bytes(image, quality=100)) > len(jb.encode_jpeg_bytes(image, quality=95))
+    for bad in (0, 101, 50.0):
+        with pytest.raises(ValueError, match="quality must be an integer from 1 to 100"):
+            jb.encode_jpeg_bytes(image, quality=bad)
+
+
+def test_encoder_rejects_non_stacks():
     with pytest.raises(ValueError, match="stack"):
         jb.encode_all(digits(1)[0])
 

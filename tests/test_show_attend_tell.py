@@ -105,7 +105,7 @@ def test_beam_of_one_is_the_greedy_path(seed):
     features = torch.randn(P, D, generator=torch.Generator().manual_seed(seed))
     ids, weights, score = beam_search(dec, features, start=1, end=2, beam=1, max_len=8)
     assert ids == greedy(dec, features, 1, 2, 8)
-    assert weights.shape == (len(ids), P) and score <= 0
+    assert weights.shape == (len(ids), P) and score == pytest.approx(sequence_log_prob(dec, features, 1, ids), abs=1e-4)
 
 
 @torch.no_grad()
@@ -125,10 +125,49 @@ def test_bad_beam_is_rejected_and_length_is_capped():
     features = torch.randn(P, D, generator=torch.Generator().manual_seed(3))
     for max_len in (1, 3, 6):
         ids, weights, score = beam_search(dec, features, 1, 2, beam=5, max_len=max_len)
-        assert 1 <= len(ids) <= max_len and weights.shape == (len(ids), P)
+        assert len(ids) == max_len or ids[-1] == 2  # stops at <end> or at the cap, and <end> only last
+        assert len(ids) <= max_len and 2 not in ids[:-1] and weights.shape == (len(ids), P)
         assert score == pytest.approx(sequence_log_prob(dec, features, 1, ids), abs=1e-4)  # its own bookkeeping
+    with torch.no_grad():
+        dec.out.bias[2] = -1e4  # <end> can no longer win: every caption runs to the cap
+    for max_len in (1, 3, 6):
+        ids, weights, _ = beam_search(dec, features, 1, 2, beam=5, max_len=max_len)
+        assert len(ids) == max_len and 2 not in ids and weights.shape == (max_len, P)
     with pytest.raises(ValueError, match="at least 1"):
         beam_search(dec, features, 1, 2, beam=0)
+
+
+def brute_force_best(dec, features, start, end, max_len):
+    """The most probable caption that ends with ``end`` within ``max_len`` words, by enumerating them all."""
+    import itertools
+
+    words = [w for w in range(dec.vocab_size) if w != end]
+    captions = [list(c) + [end] for n in range(max_len) for c in itertools.product(words, repeat=n)]
+    return max(captions, key=lambda ids: sequence_log_prob(dec, features, start, ids))
+
+
+def test_beam_as_wide_as_the_vocabulary_finds_the_brute_force_best_of_a_trained_decoder():
+    """A tiny decoder learns: "a" (0.6) then one of three words, or "b" (0.4) then <end>. Greedy takes "a"
+    (a caption of probability 0.2); "b <end>" (0.4) is the best caption, which beam search must find."""
+    pad, start, end, a, b, *rest = range(8)
+    captions = torch.tensor([[start, a, rest[i % 3], end] for i in range(6)] + [[start, b, end, pad]] * 4)
+    torch.manual_seed(0)
+    dec = AttentionDecoder(8, feature_dim=D, embed_dim=6, hidden_dim=10, attention_dim=5, dropout=0.0)
+    features = torch.randn(P, D, generator=torch.Generator().manual_seed(0))
+    opt = torch.optim.Adam(dec.parameters(), lr=0.05)
+    for _ in range(150):
+        logits, weights = dec(features.expand(len(captions), P, D), captions)
+        loss = caption_loss(logits, captions, weights, pad=pad, alpha_c=0.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    dec.eval()
+    best = brute_force_best(dec, features, start, end, max_len=3)
+    assert best == [b, end]
+    ids, _, score = beam_search(dec, features, start, end, beam=dec.vocab_size, max_len=3)
+    assert ids == best and score == pytest.approx(sequence_log_prob(dec, features, start, best), abs=1e-4)
+    greedy_ids = greedy(dec, features, start, end, 3)
+    assert greedy_ids[0] == a and beam_search(dec, features, start, end, beam=1, max_len=3)[0] == greedy_ids
 
 
 class MarkovDecoder(AttentionDecoder):

@@ -11,7 +11,7 @@ import yaml
 from conftest import ROOT
 from PIL import Image
 
-from helpers.core.cli import find_chromium, screenshot
+from helpers.core.browser import clipped_lines, find_chromium, screenshot
 
 pytestmark = pytest.mark.site
 REPO_URL = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
@@ -68,3 +68,13 @@ def test_pages_render_in_chromium(site, tmp_path):
         screenshot(site / page, png, chromium)
         pixels = np.asarray(Image.open(png).convert("L"), dtype=np.float32)
         assert pixels.shape[0] > 500 and pixels.std() > 10, f"{page} rendered as a blank page"
+
+
+def test_no_code_or_output_line_is_clipped_at_1280_px(site):
+    """Code is formatted to 88 columns and prints wrap at 100: book/_static/book.css makes both fit."""
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    pages = sorted((site / "chapters").glob("*.html")) + sorted((site / "book").glob("*.html"))
+    clipped = {page: lines for page, lines in clipped_lines(pages, chromium, width=1280).items() if lines}
+    assert not clipped, f"lines wider than their box at 1280 px: {clipped}"

@@ -22,7 +22,8 @@ MIX_QUALITIES: tuple[int, ...] = (22, 10, 7, 2)  # the qualities of the extra tr
 RESAVE_QUALITY = 75  # Pillow's default quality, which the study's copies were re-saved at
 
 
-def _check_quality(quality: int) -> int:
+def check_quality(quality: int) -> int:
+    """``quality`` as an int if Pillow's JPEG encoder takes it (1..100), else a clear error."""
     if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
         raise ValueError(f"JPEG quality must be an integer from 1 to 100, got {quality!r}")
     return int(quality)
@@ -31,7 +32,7 @@ def _check_quality(quality: int) -> int:
 def encode(image: Image.Image, quality: int) -> bytes:
     """The JPEG file of ``image`` (converted to RGB) at exactly ``quality``."""
     buffer = io.BytesIO()
-    to_rgb(image).save(buffer, format="JPEG", quality=_check_quality(quality))
+    to_rgb(image).save(buffer, format="JPEG", quality=check_quality(quality))
     return buffer.getvalue()
 
 

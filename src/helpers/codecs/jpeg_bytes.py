@@ -22,6 +22,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from helpers.codecs.jpeg import check_quality
+
 QUALITY = 75
 PAD_TOKEN = 256  # a value no byte can take: the padding of the fixed variant
 SOI, SOS, EOI = b"\xff\xd8", b"\xff\xda", b"\xff\xd9"
@@ -39,10 +41,8 @@ def check_image(image: np.ndarray) -> np.ndarray:
 
 def encode_jpeg_bytes(image: np.ndarray, quality: int = QUALITY) -> bytes:
     """The bytes of ``image`` saved as a grayscale JPEG by Pillow at ``quality``."""
-    if not 1 <= quality <= 95:
-        raise ValueError(f"JPEG quality must be in 1..95 (Pillow's range), got {quality}")
     buffer = io.BytesIO()
-    Image.fromarray(check_image(image), mode="L").save(buffer, format="JPEG", quality=quality)
+    Image.fromarray(check_image(image), mode="L").save(buffer, format="JPEG", quality=check_quality(quality))
     return buffer.getvalue()
 
 

@@ -5,7 +5,8 @@
   refresh CH           rebuild CH's smoke-profile regression copy in tests/notebooks/
                        and its toleranced metrics reference (NN.smoke-reference.json)
   scoreboard           regenerate book/scoreboard.md and book/status.md from results/
-  screenshots          render built pages to PNG with headless Chromium (after the site build)
+  screenshots          render built pages to PNG with headless Chromium (after the site build) and
+                       list the code or output lines clipped at a 1280 px window
   data pack            pack the offline datasets into the book-sized archives
 """
 
@@ -15,12 +16,11 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from helpers.core import profiles, regression
+from helpers.core.browser import clipped_lines, find_chromium, screenshot
 from helpers.core.results import project_root, results_dir
 from helpers.core.scoreboard import chapter_notebooks, write_pages
 
@@ -126,23 +126,6 @@ def cmd_scoreboard(args: argparse.Namespace) -> None:
         print(f"wrote {page}")
 
 
-def find_chromium() -> str | None:
-    """Path of a Chromium binary, if one is installed."""
-    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
-
-
-def screenshot(html: Path, png: Path, chromium: str, width: int = 1280, height: int = 1600) -> None:
-    """Render one local HTML page to PNG with headless Chromium."""
-    with tempfile.TemporaryDirectory() as profile_dir:
-        subprocess.run(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile_dir}", "--hide-scrollbars", f"--window-size={width},{height}",
-             f"--screenshot={png}", html.resolve().as_uri()],
-            check=True, capture_output=True, timeout=120,
-        )
-
-
 def cmd_screenshots(args: argparse.Namespace) -> None:
     root = _root()
     chromium = find_chromium()
@@ -158,6 +141,9 @@ def cmd_screenshots(args: argparse.Namespace) -> None:
         png = out / (Path(page).stem + ".png")
         screenshot(html, png, chromium)
         print(f"wrote {png.relative_to(root)}")
+    pages = sorted((html_root / "chapters").glob("*.html")) + sorted((html_root / "book").glob("*.html"))
+    for name, lines in clipped_lines(pages, chromium).items():
+        print(f"{name}: " + (f"{len(lines)} line(s) clipped at 1280 px, e.g. {lines[0][:60]!r}" if lines else "nothing clipped"))
 
 
 def cmd_data_pack(args: argparse.Namespace) -> None:

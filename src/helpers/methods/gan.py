@@ -291,7 +291,8 @@ def inception_fid() -> FrechetInceptionDistance:
     try:
         return FrechetInceptionDistance(feature=2048, normalize=False)
     except ModuleNotFoundError as err:
-        raise RuntimeError("FID needs torch-fidelity: pip install torch-fidelity") from err
+        raise RuntimeError("FID needs torch-fidelity, in the book's gpu extra: pip install torch-fidelity, or install "
+                           "the book as compressed-images-book[gpu]") from err
     except (OSError, RuntimeError) as err:  # a failed download is an URLError, an OSError
         raise RuntimeError(
             "could not load the InceptionV3 weights that FID needs (torch-fidelity downloads them from GitHub "

@@ -156,7 +156,10 @@ def beam_search(decoder: AttentionDecoder, features: torch.Tensor, start: int, e
     """The most probable caption of one image (``features (P, D)``): ``(ids, attention (T, P), log-prob)``.
 
     Keeps the ``beam`` best partial captions at every step; a caption is complete at ``<end>``
-    (included in ``ids``). With ``beam=1`` this is greedy decoding.
+    (included in ``ids``). With ``beam=1`` this is greedy decoding. As in the widely used
+    Show-Attend-Tell code (sgrvinod's ``caption.py``), the beam narrows by one for every caption that
+    completes, so a longer caption can lose its slot to finished short ones: even a beam as wide as
+    the vocabulary does not always return the most probable caption.
     """
     if beam < 1:
         raise ValueError(f"beam must be at least 1, got {beam}")

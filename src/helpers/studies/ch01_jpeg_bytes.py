@@ -35,7 +35,7 @@ from helpers.core.results import Claim
 from helpers.data import ImageSplit, load_idx_split
 from helpers.methods.train import History, predict, train_classifier
 from helpers.models.bit_reader import BitReader
-from helpers.models.byte_classifier import ByteClassifier, Bugs
+from helpers.models.byte_classifier import Bugs, ByteClassifier
 from helpers.models.pixel_cnn import PixelCNN, to_pixels
 
 REGIONS = {"whole file": False, "scan only": True}  # region name -> header protected
@@ -538,6 +538,49 @@ def training_throughput(model: torch.nn.Module, values: torch.Tensor, labels: to
 ORIGINAL_SAMPLES = 36_000 * 800  # its released model: 36,000 iterations of batch 800 (about 480 epochs of 60k)
 CHANCE = 0.1  # ten balanced classes
 WORKING_MODEL = 0.7  # clean test accuracy below which ablation and glitch differences say little about the post's
+
+
+def ablation_summary(ablation: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """``run_ablation``'s table as ``{setting: {column: value}}``, without the per-seed text."""
+    return {name: {k: float(v) for k, v in row.items() if k != "test per seed"} for name, row in ablation.iterrows()}
+
+
+def claim_measurements(cfg: Settings, main: Trained, data: ByteData, mean_bytes: float, header_bytes: int,
+                       ablation: pd.DataFrame, ablation_data: ByteData, glitch_per_class: dict[str, float],
+                       glitch_bytes: int) -> dict:
+    """What ``paper_claims`` compares with the post: the post's model (``main`` on ``data``), the file
+    sizes, and the bit reader's ablation (on ``ablation_data``) and per-class glitch accuracies."""
+    summary = ablation_summary(ablation)
+    return {
+        "test_acc": main.test_acc[-1], "test_n": len(data.test_labels), "train_size": len(data.train_labels),
+        "epochs": cfg.epochs, "width": cfg.hidden, "mean_bytes": mean_bytes, "header_bytes": header_bytes,
+        "train_acc": {"post's model (MNIST)": main.history.train_acc[-1],
+                      "bit reader (Fashion)": summary["full model"]["train mean"]},
+        "ablation": summary, "ablation_n": len(ablation_data.test_labels), "ablation_model": "bit reader",
+        "ablation_data": "Fashion-MNIST", "glitch_per_class": glitch_per_class, "glitch_bytes": glitch_bytes,
+    }
+
+
+def result_metrics(main: Trained, data: ByteData, mean_bytes: float, header_bytes: int, curve: pd.DataFrame,
+                   reader_vs_pixel: pd.DataFrame, ablation: pd.DataFrame, other_name: str, other: Trained,
+                   no_header: Trained, longer: Trained, robustness: pd.DataFrame,
+                   per_class: pd.DataFrame) -> dict:
+    """The chapter's measurements for its results file (``results.Run.finish``) and the scoreboard."""
+    summary = ablation_summary(ablation)
+    return {
+        "test_accuracy": main.test_acc[-1], "train_accuracy": main.history.train_acc[-1],
+        "test_files": len(data.test_labels), "train_files": len(data.train_labels), "mean_file_bytes": mean_bytes,
+        "header_bytes": header_bytes, "learning_curve": curve.to_dict(orient="list"),
+        "reader_vs_pixel": reader_vs_pixel.to_dict(), "ablation_data": "fashion-mnist",
+        "ablation_test_mean": {k: v["test mean"] for k, v in summary.items()},
+        "ablation_test_sd": {k: v["test sd"] for k, v in summary.items()},
+        f"{other_name}_variant_test_accuracy": other.test_acc[-1],
+        "no_header_test_accuracy": no_header.test_acc[-1],
+        "longer_training": {"epochs": longer.history.epochs, "train_accuracy": longer.history.train_acc[-1],
+                            "test_accuracy": longer.test_acc[-1]},
+        "robustness": robustness.to_dict(orient="list"), "per_class_at_glitch_bytes": per_class.to_dict(),
+        "train_files_per_s": main.samples_per_s,
+    }
 
 
 def paper_claims(m: dict) -> list[Claim]:

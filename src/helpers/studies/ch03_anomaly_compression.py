@@ -495,6 +495,37 @@ def claims(table: pd.DataFrame, labels: np.ndarray, paper_backbone: bool, why_se
     return out
 
 
+def chapter_metrics(*, baseline: dict, baseline_interval: tuple[float, float], crop: int, resolution: pd.DataFrame,
+                    random_weights: dict, alignment: dict[str, dict], padim_s: float, peak_mib: float,
+                    table: pd.DataFrame, sweep: pd.DataFrame, seconds: dict[str, float]) -> dict:
+    """The measurements the chapter writes to its results file (``run.finish``), keyed as the smoke reference.
+
+    ``baseline`` and ``random_weights`` are ``baseline_run``-like dicts, ``alignment`` maps "train" and "test" to
+    ``align.summary`` dicts, ``table`` is ``table1(sweep)`` and ``seconds`` the ``Timer``'s seconds per stage.
+    """
+    return {
+        "baseline_image_auc": baseline["image_auc"],
+        "baseline_pixel_auc": baseline["pixel_auc"],
+        "baseline_image_auc_interval": list(baseline_interval),
+        "crop": crop,
+        "resolution_sweep": {int(r.crop): {"image_auc": r.image_auc, "pixel_auc": r.pixel_auc, "fit_s": r.fit_s}
+                             for r in resolution.itertuples()},
+        "random_weights_image_auc": random_weights["image_auc"],
+        "random_weights_pixel_auc": random_weights["pixel_auc"],
+        "matched_crf": matched_crf(sweep),
+        "train_aligned_fraction": alignment["train"]["aligned_fraction"],
+        "test_aligned_fraction": alignment["test"]["aligned_fraction"],
+        "padim_fit_eval_s": padim_s,
+        "padim_peak_rss_mib": peak_mib,
+        "table1": {int(row): {"setting": r.setting, "size_kb": r.size_kb, "ratio_percent": r.ratio_percent,
+                              "image_auc": r.image_auc, "pixel_auc": r.pixel_auc} for row, r in table.iterrows()},
+        "bd_rate_percent": {f"{r.preprocessing} {r.codec}": r["BD-rate vs HEVC-only (%)"]
+                            for _, r in bd_rates(sweep).iterrows()},
+        "sweep": sweep.drop(columns=["image_scores"]).to_dict(orient="records"),
+        "seconds_per_stage": seconds,
+    }
+
+
 
 CURVE_STYLE = {"none": "tab:gray", "align": "tab:blue", "mask": "tab:orange", "align+mask": "tab:green"}
 CODEC_MARKER = {"hevc": "o-", "av1": "s--", "jpeg": "^:", "webp": "v:", "png": "*"}

@@ -347,6 +347,16 @@ class ZeroShot(nn.Module):
         return self.model(x)[:, self.index]
 
 
+def data_digest(*tensors: torch.Tensor) -> str:
+    """A short sha256 of the tensors' contents: which images (and labels) a cached model was trained on."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.contiguous().numpy().data)
+    return digest.hexdigest()[:16]
+
+
 def train_mix(data: ClassificationData, mix: Mix, cfg: ClassifySettings, seed: int, device: str = "cpu"
               ) -> tuple[dict, bool]:
     """Train ``cfg.arch`` on ``mix`` (or load it from the cache): ``({"state", "history"}, was_cached)``."""
@@ -367,7 +377,8 @@ def train_mix(data: ClassificationData, mix: Mix, cfg: ClassifySettings, seed: i
                                    desc=mix.name)
         return {"state": {k: v.cpu() for k, v in model.state_dict().items()}, "history": history.as_dict()}
 
-    key = key_of(mix=asdict(mix), cfg=asdict(cfg), seed=seed, n=len(data.train), m=len(data.test_labels))
+    key = key_of(mix=asdict(mix), cfg=asdict(cfg), seed=seed, n=len(data.train), m=len(data.test_labels),
+                 data=data_digest(data.train, data.labels))
     return load_or_build("ch05-classifier", key, build)
 
 
@@ -461,7 +472,7 @@ def load_caption_sets(cfg: CaptionSettings, seed: int = 0) -> tuple[CaptionSet, 
         test = load_coco_captions("val")
     train = train.subset(seeded_pick(len(train), cfg.train_images, seed))
     test = test.subset(seeded_pick(len(test), cfg.test_images, seed))
-    return train, test, {"train": train_set.location, "test": test_loc}
+    return train, test, {"train": train.location, "test": test.location}
 
 
 def prepare_captioning(cfg: CaptionSettings, seed: int = 0) -> CaptionData:
@@ -569,7 +580,7 @@ def train_captioner(encoder_state: dict, arch: str, num_classes: int, caption_qu
 
     key = key_of(encoder=key_of(**{k: v.sum().item() for k, v in encoder_state.items() if v.dtype.is_floating_point}),
                  arch=arch, caption_quality=caption_quality, cfg=asdict(cfg), seed=seed, vocab=data.vocab.words,
-                 n=len(data.train))
+                 n=len(data.train), data=data_digest(data.train, data.captions))
     return load_or_build("ch05-captioner", key, build)
 
 
@@ -634,6 +645,30 @@ def bleu_table(bleu: dict[str, list[dict[str, float]]]) -> pd.DataFrame:
             rows.append({"run": run, "condition": condition, "bleu4": values.mean(),
                          "sd": values.std(ddof=1) if len(values) > 1 else float("nan"), "seeds": len(values)})
     return pd.DataFrame(rows).set_index(["run", "condition"])
+
+
+def bleu_over_seeds(runs: dict[str, tuple[str, int | None]], encoders: dict[str, dict], arch: str, num_classes: int,
+                    data: CaptionData, cfg: CaptionSettings, seed: int, device: str = "cpu"
+                    ) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """Train and evaluate every caption run with ``cfg.seeds`` captioner seeds (``seed``, ``seed + 1``, ...).
+
+    ``runs`` is ``caption_runs(...)``; ``encoders`` maps an encoder mix to its ``train_mix`` result. Returns the
+    ``bleu_table`` of the runs (BLEU-4 mean and sd over the seeds) and, per run, the first seed's
+    ``caption_sweep`` (its captions and attention maps, for the figures).
+    """
+    bleu: dict[str, list[dict[str, float]]] = {}
+    sweeps: dict[str, dict] = {}
+    for name, (encoder_mix, caption_q) in tqdm(runs.items(), desc="caption runs"):
+        bleu[name] = []
+        for s in range(cfg.seeds):
+            captioner, _ = train_captioner(encoders[encoder_mix]["state"], arch, num_classes, caption_q, data, cfg,
+                                           seed + s, device, tag=name)
+            encoder, decoder = captioner_from(captioner, arch, num_classes, len(data.vocab), cfg)
+            sweep = caption_sweep(encoder, decoder, data, cfg, device)
+            bleu[name].append({c: v["bleu4"] for c, v in sweep.items()})
+            if s == 0:
+                sweeps[name] = sweep
+    return bleu_table(bleu), sweeps
 
 
 def word_overlap(hypothesis: Sequence[str], references: Sequence[str]) -> float:
@@ -833,3 +868,35 @@ def _caption_claims(bleu: pd.DataFrame, qualities: Sequence[int], min_clean_bleu
             f"spread); ours: encoder ~ both {'yes' if similar else 'no'}, encoder > captioner {'yes' if better else 'no'}. "
             "The paper's gaps come from single runs" + ("" if learned else unlearned)))
     return claims
+
+
+# ---------------------------------------------------------------- results
+
+
+def chapter_metrics(*, top1: pd.DataFrame, acc: pd.DataFrame, top1_pre: pd.DataFrame, acc_pre: pd.DataFrame,
+                    mean_bleu: pd.DataFrame, sd_bleu: pd.DataFrame, table1: pd.DataFrame,
+                    resave_psnr: dict[int, float]) -> dict:
+    """The measurements the chapter writes to its results file (``run.finish``), keyed as the smoke reference.
+
+    ``top1`` / ``top1_pre``: top-1 by network (rows) and condition (columns) of each track, taken from the
+    ``accuracy_table``s ``acc`` / ``acc_pre``; ``mean_bleu`` / ``sd_bleu``: BLEU-4 by run and condition;
+    ``table1``: the PSNR/SSIM table by quality; ``resave_psnr``: dB by copy quality.
+    """
+
+    def rounded(frame: pd.DataFrame, digits: int) -> dict:
+        return {r: {c: round(float(v), digits) for c, v in row.items()} for r, row in frame.iterrows()}
+
+    def normalised(table: pd.DataFrame, rows: Sequence[str]) -> dict:
+        return {m: {c: round(float(table.loc[(m, c), "norm"]), 3) for c in CONDITIONS} for m in rows}
+
+    return {
+        "top1": rounded(top1, 2),
+        "top1_normalised": normalised(acc, top1.index),
+        "top1_pretrained": rounded(top1_pre, 2),
+        "top1_pretrained_normalised": normalised(acc_pre, top1_pre.index),
+        "bleu4": rounded(mean_bleu, 2),
+        "bleu4_sd": rounded(sd_bleu, 2),
+        "psnr_mean": {str(q): round(float(v), 2) for q, v in table1["psnr_mean"].items()},
+        "ssim_mean": {str(q): round(float(v), 3) for q, v in table1["ssim_mean"].items()},
+        "resave_psnr_db": {str(q): round(v, 2) for q, v in resave_psnr.items()},
+    }

@@ -1,17 +1,19 @@
 import gzip
+import json
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import sha256
+from conftest import ROOT, sha256
 from test_idx import idx_bytes
 
 from helpers.core.profiles import ProfileError
 from helpers.data import ImageSplit, registry
+from helpers.methods.train import History
 from helpers.models.bit_reader import BitReader
-from helpers.models.byte_classifier import Variant
+from helpers.models.byte_classifier import Bugs
 from helpers.studies import ch01_jpeg_bytes as study
 
 TINY = replace(study.settings("smoke"), embed_dim=8, hidden=8, batch_size=16, robust_size=None,
@@ -27,6 +29,17 @@ def blobs(n=40, seed=0):
         y, x = divmod(int(label), 5)
         image[4 + 10 * y:12 + 10 * y, 2 + 5 * x:7 + 5 * x] = 255
     return images, labels
+
+
+class Always(torch.nn.Module):
+    """A 'classifier' that answers ``label`` for every file."""
+
+    def __init__(self, label: int) -> None:
+        super().__init__()
+        self.label = label
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(torch.full((len(values),), self.label), 10).float()
 
 
 def split_of(images, labels, name="toy", split="train"):
@@ -93,7 +106,7 @@ def test_encodings_are_cached_by_content(toy):
     assert not torch.equal(wrapped.data, first.data)  # the squares are full ink: the overflow blanks them
 
 
-@pytest.mark.parametrize("variant", [Variant.fixed(), Variant.faithful()], ids=lambda v: v.name)
+@pytest.mark.parametrize("variant", [Bugs.fixed(), Bugs.faithful()], ids=lambda v: v.name)
 def test_prepare_pads_to_the_longest_training_file(toy, variant):
     data = study.prepare(toy, variant)
     assert data.header == 328 and data.train.values.shape == (40, data.layout.width)
@@ -105,13 +118,13 @@ def test_prepare_pads_to_the_longest_training_file(toy, variant):
 
 
 def test_training_subset_is_stratified(toy):
-    data = study.training_subset(study.prepare(toy, Variant.fixed()), 20, seed=0)
+    data = study.training_subset(study.prepare(toy, Bugs.fixed()), 20, seed=0)
     assert len(data.train_labels) == 20 and np.bincount(data.train_labels.numpy()).tolist() == [2] * 10
     assert len(data.train_images) == 20
 
 
 def test_fit_caches_the_model_and_the_runners_report_sane_shapes(toy):
-    data = study.prepare(toy, Variant.fixed())
+    data = study.prepare(toy, Bugs.fixed())
     small = study.training_subset(data, 20, 0)
     trained = study.fit(small, TINY, max_shift=2, max_zeroed=5, epochs=2, seed=0)
     again = study.fit(small, TINY, max_shift=2, max_zeroed=5, epochs=2, seed=0)
@@ -119,9 +132,14 @@ def test_fit_caches_the_model_and_the_runners_report_sane_shapes(toy):
     for a, b in zip(trained.model.parameters(), again.model.parameters()):
         assert torch.equal(a, b)
     pixel, _ = study.fit_pixel_cnn(toy.train.images, toy.train.labels, TINY)
-    curve = study.robustness({"bytes": trained.model}, pixel, data, TINY)
+    curve = study.robustness({"bytes": trained.model, "always 0": Always(0)}, pixel, data, TINY)
     assert len(curve) == 4 and set(curve["region"]) == set(study.REGIONS)
-    assert curve[["decodable", "bytes", "pixel CNN"]].apply(lambda c: c.between(0, 1).all()).all()
+    clean = curve[curve["zeroed bytes"] == 0]
+    assert (curve["always 0"] == 0.1).all()  # 2 of the 20 test files are 0s
+    assert (clean["decodable"] == 1 - data.test.truncated / 20).all()  # only cut-off files fail to decode
+    assert (clean["bytes"] == trained.test_acc[-1]).all()  # no zeroed bytes: the test accuracy
+    assert (clean["pixel CNN"] == study.pixel_accuracy(pixel, data, TINY)).all()
+    assert (curve["pixel CNN"] <= curve["decodable"]).all()  # a file Pillow cannot decode counts as wrong
     saliency = study.position_saliency(trained.model, data.test.values[:4], data.test_labels[:4])
     assert saliency.shape == (4, data.layout.width) and trained.model.share_prefix
     assert np.isfinite(saliency).all() and saliency.max() > 0
@@ -133,16 +151,20 @@ def test_fit_caches_the_model_and_the_runners_report_sane_shapes(toy):
     with pytest.raises(ValueError, match="unknown design"):
         study.byte_model(data, TINY, design="transformer")
     with pytest.raises(ValueError, match="fixed layout"):
-        study.byte_model(study.prepare(toy, Variant.faithful()), TINY, design="reader")
+        study.byte_model(study.prepare(toy, Bugs.faithful()), TINY, design="reader")
 
 
 def test_learning_curve_trains_each_point_on_the_same_number_of_files_seen(toy):
-    data = study.prepare(toy, Variant.fixed())
+    data = study.prepare(toy, Bugs.fixed())
     s = replace(TINY, curve_sizes=(("toy", 10), ("toy", 40)), curve_post_sizes=(("toy", 40),), curve_samples=80)
     curve = study.learning_curve({"toy": data}, s, seed=0)
     assert list(zip(curve["design"], curve["train files"])) == [("reader", 10), ("post", 40), ("reader", 40)]
     assert curve["epochs"].tolist() == [8, 2, 2] and (curve["files seen"] == 80).all()
-    assert curve["test accuracy"].between(0, 1).all() and (curve["train s"] > 0).all()
+    assert (curve["train s"] > 0).all()
+    for point in curve.to_dict("records"):  # each point is the cached fit of its own subset, design and epochs
+        again = study.fit(study.training_subset(data, point["train files"], 0), s, design=point["design"],
+                          max_shift=study.shifts_of(point["design"], s), epochs=point["epochs"], seed=0)
+        assert again.cached and again.test_acc[-1] == point["test accuracy"]
     with pytest.raises(ValueError, match="never run"):
         study.learning_curve({"toy": data}, replace(s, curve_post_sizes=(("toy", 20),)), seed=0)
     for profile in ("smoke", "cpu", "gpu"):
@@ -151,7 +173,7 @@ def test_learning_curve_trains_each_point_on_the_same_number_of_files_seen(toy):
 
 
 def test_glitched_files_and_pixel_predictions_count_undecodable_files_as_wrong(toy):
-    data = study.prepare(toy, Variant.fixed())
+    data = study.prepare(toy, Bugs.fixed())
     wrecked = study.glitched(data.test, 60, data.header, protect_header=False, seed=0)
     assert ((wrecked.values == 0) & (data.test.values != 0)).sum(1).max() <= 60
     kept = study.glitched(data.test, 60, data.header, protect_header=True, seed=0)
@@ -203,7 +225,7 @@ def test_saliency_runs_the_lstm_in_the_mode_cudnn_can_differentiate():
     from helpers.models.byte_classifier import ByteClassifier
 
     torch.manual_seed(0)
-    model = ByteClassifier(Variant.fixed(), embed_dim=8, hidden=8).eval()
+    model = ByteClassifier(Bugs.fixed(), embed_dim=8, hidden=8).eval()
     values = torch.randint(0, 256, (3, 40))
     modes: list[bool] = []
     hook = model.lstm.register_forward_hook(lambda m, _i, _o: modes.append(m.training))
@@ -219,7 +241,7 @@ def test_saliency_runs_the_lstm_in_the_mode_cudnn_can_differentiate():
 
 def test_a_loader_worker_gives_the_same_augmented_batches_and_new_ones_each_epoch(toy):
     """One persistent worker encodes while the model trains: runs repeat, epochs differ."""
-    data = study.prepare(toy, Variant.fixed())
+    data = study.prepare(toy, Bugs.fixed())
 
     def two_epochs(workers):
         loader = study._loader(data, 8, max_shift=2, max_zeroed=0, seed=3, workers=workers)
@@ -241,3 +263,39 @@ def test_curve_summary_counts_a_rise_only_beyond_two_standard_errors():
     assert a["more files help"] and not b["more files help"]  # +0.02 on 2,000 files is noise
     assert not study.curve_summary(curve.assign(**{"test accuracy": [0.5, 0.62, 0.55, 0.5, 0.52]}),
                                    {"a": 2000, "b": 2000}).loc[("a", "reader"), "more files help"]
+
+
+def fake_run(test: float, train: float, epochs: int = 3) -> study.Trained:
+    """A 'trained' model whose last epoch ends at ``test`` / ``train`` accuracy."""
+    ramp = [0.1] * (epochs - 1)
+    history = History(train_loss=[1.0] * epochs, train_acc=ramp + [train], val_acc=ramp + [test],
+                      seconds=[1.0] * epochs, samples_per_s=[10.0, 30.0, 20.0][:epochs] + [20.0] * (epochs - 3))
+    return study.Trained(torch.nn.Linear(1, 1), history, cached=False)
+
+
+def test_the_chapter_measurements_feed_the_claims_and_the_results_file(toy):
+    data = study.prepare(toy, Bugs.fixed())
+    ablation = pd.DataFrame({"seeds": 2, "test mean": [0.8, 0.7, 0.6], "test sd": 0.01, "train mean": [0.9, 0.8, 0.7],
+                             "test per seed": "text"}, index=pd.Index(list(study.ABLATION), name="setting"))
+    main = fake_run(test=0.42, train=0.33)
+    assert main.test_acc[-1] == 0.42 and main.samples_per_s == 20.0
+    measured = study.claim_measurements(
+        study.settings("cpu"), main, data, mean_bytes=600.0, header_bytes=300, ablation=ablation,
+        ablation_data=study.training_subset(data, 20, 0), glitch_per_class={str(c): 0.7 for c in range(10)},
+        glitch_bytes=150)
+    assert measured["test_acc"] == 0.42 and measured["test_n"] == 20 and measured["ablation_n"] == 20
+    assert measured["train_acc"] == {"post's model (MNIST)": 0.33, "bit reader (Fashion)": 0.9}
+    assert measured["ablation"]["- augmentation"] == {"seeds": 2.0, "test mean": 0.7, "test sd": 0.01, "train mean": 0.8}
+    assert len(study.paper_claims(measured)) == 6  # every key the claims read is there
+
+    metrics = study.result_metrics(
+        main, data, mean_bytes=600.0, header_bytes=300, curve=pd.DataFrame({"files": [1, 2]}),
+        reader_vs_pixel=pd.DataFrame({"ratio": [0.5]}), ablation=ablation, other_name="faithful",
+        other=fake_run(0.2, 0.25), no_header=fake_run(0.3, 0.35), longer=fake_run(0.4, 0.5, epochs=12),
+        robustness=pd.DataFrame({"zeroed bytes": [0, 50]}), per_class=pd.DataFrame({"bit reader": [0.7]}))
+    assert metrics["test_accuracy"] == 0.42 and metrics["faithful_variant_test_accuracy"] == 0.2
+    assert metrics["no_header_test_accuracy"] == 0.3 and metrics["learning_curve"] == {"files": [1, 2]}
+    assert metrics["longer_training"] == {"epochs": 12, "train_accuracy": 0.5, "test_accuracy": 0.4}
+    assert metrics["ablation_test_mean"] == dict(zip(study.ABLATION, [0.8, 0.7, 0.6]))
+    reference = json.loads((ROOT / "tests" / "notebooks" / "01.smoke-reference.json").read_text())
+    assert {name.split(".")[0] for name in reference["metrics"]} <= set(metrics)  # what the smoke copy compares

@@ -256,3 +256,51 @@ def test_the_benchmark_record_becomes_a_table_and_a_figure(tmp_path):
     table = study.benchmark_table(study.load_benchmark(tmp_path))
     assert list(table["implementation"]) == ["book", "anomalib"] and "PaDiM s" in table.columns
     assert len(study.plot_benchmark(table).axes) == 1
+
+
+def baseline_like(crop, image, pixel):
+    """A made-up ``baseline_run`` result (the keys it returns)."""
+    return {"crop": crop, "resize": study.resize_for(crop), "grid": "8x8", "image_auc": image,
+            "image_auc_low": image - 0.1, "image_auc_high": min(image + 0.1, 1.0), "pixel_auc": pixel,
+            "fit_s": crop / 100, "score_s": 0.5}
+
+
+def test_chapter_metrics_are_built_from_the_chapter_measurements_with_the_reference_keys():
+    from conftest import ROOT
+
+    from helpers.core import regression
+    from helpers.methods.align import Alignment, summary
+
+    sweep = paper_like_sweep()
+    table = study.table1(sweep)
+    identity = np.eye(2, 3)
+    alignments = [Alignment(identity, 30, 20, True)] * 3 + [Alignment(identity, 2, 0, False, "too few matches")]
+    resolution = pd.DataFrame([baseline_like(224, 0.84, 0.98), baseline_like(288, 0.83, 0.97)])
+    timer = study.Timer()
+    timer.add("PaDiM fit (train features + Gaussians)", 3.0, 10)
+    metrics = study.chapter_metrics(
+        baseline=sweep.iloc[0].to_dict(), baseline_interval=(0.7, 0.95), crop=224, resolution=resolution,
+        random_weights=baseline_like(224, 0.55, 0.7), alignment={"train": summary(alignments), "test": summary([])},
+        padim_s=12.5, peak_mib=2048.0, table=table, sweep=sweep, seconds=timer.seconds)
+
+    # the names the smoke reference (tests/notebooks/03.smoke-reference.json) compares are all there
+    reference = regression.load_reference(ROOT / "tests" / "notebooks" / "03.smoke-reference.json")
+    compared = {name for name in regression.flatten(metrics)
+                if not regression.rule_for(name, reference["tolerances"]).get("skip")}
+    assert {n.split(".")[0] for n in compared} == {n.split(".")[0] for n in reference["metrics"]}
+    assert {n for n in compared if n.startswith("table1.")} == {n for n in reference["metrics"]
+                                                               if n.startswith("table1.")}
+    assert {n.split(".", 2)[2] for n in compared if n.startswith("resolution_sweep.")} == {"image_auc", "pixel_auc"}
+    assert {"padim_fit_eval_s", "padim_peak_rss_mib", "seconds_per_stage"} <= set(metrics)  # kept, not compared
+
+    assert metrics["baseline_image_auc"] == 0.84 and metrics["baseline_image_auc_interval"] == [0.7, 0.95]
+    assert list(metrics["resolution_sweep"]) == [224, 288] and metrics["resolution_sweep"][288]["fit_s"] == 2.88
+    assert metrics["random_weights_pixel_auc"] == 0.7 and metrics["matched_crf"] == 30
+    assert metrics["train_aligned_fraction"] == 0.75 and metrics["test_aligned_fraction"] == 0.0
+    assert list(metrics["table1"]) == list(range(9)) and metrics["table1"][7]["ratio_percent"] == pytest.approx(82)
+    assert metrics["table1"][1]["setting"] == "hevc 30"
+    assert metrics["bd_rate_percent"]["align+mask hevc"] == pytest.approx(-18)
+    assert len(metrics["sweep"]) == len(sweep) and "image_scores" not in metrics["sweep"][0]
+    assert metrics["seconds_per_stage"] == {"PaDiM fit (train features + Gaussians)": 3.0}
+    with pytest.raises(TypeError):
+        study.chapter_metrics(sweep)  # keyword-only: eleven measurements are not passed by position

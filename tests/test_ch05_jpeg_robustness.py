@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -180,3 +181,81 @@ def test_the_pretrained_classifier_starts_from_imagenet_and_feeds_the_captioner(
     assert encoder(study.normalise(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))).shape == (1, 4, 1280)
     with pytest.raises(ValueError, match="unknown classifier"):
         study.new_classifier("vgg11", 3)
+
+
+def test_bleu_over_seeds_trains_every_run_with_every_seed(monkeypatch):
+    import dataclasses
+    from types import SimpleNamespace
+
+    calls = []
+
+    def train_captioner(state, arch, num_classes, caption_q, data, cfg, seed, device="cpu", tag=""):
+        calls.append((tag, state, caption_q, seed, arch, num_classes, device))
+        return {"tag": tag, "seed": seed}, False
+
+    def caption_sweep(encoder, decoder, data, cfg, device="cpu"):
+        run, seed = encoder["tag"], encoder["seed"]  # captioner_from (faked) hands the trained record through
+        return {c: {"bleu4": 10.0 + seed + (c == "2") * len(run), "captions": [[run, str(seed)]], "attention": []}
+                for c in study.CONDITIONS}
+
+    monkeypatch.setattr(study, "train_captioner", train_captioner)
+    monkeypatch.setattr(study, "captioner_from", lambda trained, *args: (trained, None))
+    monkeypatch.setattr(study, "caption_sweep", caption_sweep)
+    cfg = dataclasses.replace(study.settings("smoke").caption, seeds=3)
+    runs = study.caption_runs([7, 2])
+    encoders = {mix: {"state": f"state of {mix}", "history": {}} for mix in ("orig", "orig+7", "orig+2")}
+    data = SimpleNamespace(vocab=["<pad>", "a", "dog"])
+    table, sweeps = study.bleu_over_seeds(runs, encoders, "efficientnet_lite0", 10, data, cfg, seed=5)
+
+    assert [(tag, seed) for tag, *_, seed, _, _, _ in calls] == [(run, s) for run in runs for s in (5, 6, 7)]
+    assert all(state == encoders[runs[tag][0]]["state"] and q == runs[tag][1] for tag, state, q, *_ in calls)
+    assert {(arch, n, device) for *_, arch, n, device in calls} == {("efficientnet_lite0", 10, "cpu")}
+    assert table.shape == (len(runs) * len(study.CONDITIONS), 3) and list(table.columns) == ["bleu4", "sd", "seeds"]
+    assert list(table.index.get_level_values("run").unique()) == list(runs) and (table["seeds"] == 3).all()
+    assert table.loc[("baseline", "80"), "bleu4"] == pytest.approx(16.0)  # mean of 10 + 5, 6, 7
+    assert table.loc[("baseline", "80"), "sd"] == pytest.approx(1.0)
+    assert table.loc[("captioner+7", "2"), "bleu4"] == pytest.approx(16.0 + len("captioner+7"))
+    assert list(sweeps) == list(runs) and sweeps["both+2"]["2"]["captions"] == [["both+2", "5"]]  # the first seed's
+    # the table has every key the claims read
+    assert len(study.table3_claims(table, list(runs))) == len(runs)
+    claims = {c.id: c for c in study._caption_claims(table, [7, 2], min_clean_bleu=10.0)}
+    assert set(claims) == {"caption-baseline-drop", "encoder-vs-captioner-7", "encoder-vs-captioner-2"}
+
+
+def test_chapter_metrics_round_the_tables_and_have_the_reference_keys():
+    from conftest import ROOT
+
+    from helpers.codecs.jpeg import MIX_QUALITIES, TEST_QUALITIES
+    from helpers.core import regression
+
+    smoke = study.settings("smoke")
+    rng = np.random.default_rng(0)
+    conditions = list(study.CONDITIONS)
+
+    def track(rows):
+        correct = {m: {c: rng.random(60) < 0.7 for c in conditions} for m in rows}
+        acc = study.accuracy_table(correct, study.bootstrap_indices(60, 50))
+        return acc["top1"].unstack()[conditions].loc[list(rows)], acc
+
+    top1, acc = track(study.MIXES)
+    top1_pre, acc_pre = track(["zero-shot", *smoke.pretrained_mixes])
+    runs = study.caption_runs(smoke.caption.mix_qualities)
+    bleu = study.bleu_table({r: [{c: float(rng.uniform(0, 30)) for c in conditions} for _ in range(2)] for r in runs})
+    table1 = pd.DataFrame({"psnr_mean": rng.uniform(20, 40, 12), "ssim_mean": rng.uniform(0.5, 1, 12)},
+                          index=list(TEST_QUALITIES))
+    resave_psnr = {q: 30.0 + q / 7 for q in MIX_QUALITIES}
+    metrics = study.chapter_metrics(
+        top1=top1, acc=acc, top1_pre=top1_pre, acc_pre=acc_pre, table1=table1, resave_psnr=resave_psnr,
+        mean_bleu=bleu["bleu4"].unstack()[conditions].loc[list(runs)],
+        sd_bleu=bleu["sd"].unstack()[conditions].loc[list(runs)])
+
+    # shaped as the smoke run: exactly the names its reference (tests/notebooks/05.smoke-reference.json) compares
+    reference = regression.load_reference(ROOT / "tests" / "notebooks" / "05.smoke-reference.json")
+    assert set(regression.flatten(metrics)) == set(reference["metrics"])
+    assert metrics["top1"]["orig+2"]["7"] == round(top1.loc["orig+2", "7"], 2)
+    assert metrics["top1_normalised"]["orig"]["uncompressed"] == 1.0
+    assert metrics["top1_pretrained_normalised"]["zero-shot"]["2"] == round(acc_pre.loc[("zero-shot", "2"), "norm"], 3)
+    assert metrics["bleu4_sd"]["baseline"]["80"] == round(bleu.loc[("baseline", "80"), "sd"], 2)
+    assert metrics["psnr_mean"]["2"] == round(table1.loc[2, "psnr_mean"], 2)
+    assert metrics["ssim_mean"]["80"] == round(table1.loc[80, "ssim_mean"], 3)
+    assert metrics["resave_psnr_db"] == {str(q): round(v, 2) for q, v in resave_psnr.items()}
