@@ -9,6 +9,7 @@ import torch
 import torchvision
 from sklearn.metrics import roc_auc_score
 
+from helpers.core import verdicts
 from helpers.core.profiles import ProfileError
 from helpers.methods.mask import OtsuMasker
 from helpers.models.padim import Padim
@@ -198,7 +199,7 @@ def test_a_baseline_near_chance_makes_the_change_claims_not_comparable():
     guessing = np.random.default_rng(1).normal(size=40)
     table.at[0, "image_scores"] = guessing
     claims = {c.id: c for c in study.claims(table, labels, paper_backbone=False, why_setup="t")}
-    assert study.near_chance(study.bootstrap_ci(labels, guessing)[0])
+    assert verdicts.interval_side(*study.bootstrap_ci(labels, guessing), study.CHANCE_AUC) == "straddles"
     for flipped in ("03-t1-r5-image-auc", "03-max-keeps-auc", "03-align-raises-auc"):
         assert claims[flipped].verdict == "not comparable" and "reaches chance" in claims[flipped].why
     assert claims["03-smallest"].verdict == "reproduced"  # sizes do not rest on the detector

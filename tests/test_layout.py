@@ -41,9 +41,10 @@ def test_one_study_module_and_one_test_file_per_chapter():
 @pytest.mark.parametrize("study", STUDIES)
 def test_every_study_has_the_same_entry_points(study):
     module = importlib.import_module(f"helpers.studies.{study}")
-    assert set(module.SETTINGS) == {"smoke", "cpu", "gpu"}
+    assert set(module.SETTINGS) == {"smoke", "cpu", "gpu", "dryrun"}
     for profile in module.SETTINGS:
         assert isinstance(module.settings(profile), module.Settings)
+    assert callable(module.gpu_memory)  # python -m helpers memory / dryrun print its estimate
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)

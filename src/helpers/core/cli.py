@@ -4,6 +4,9 @@
                        replaced only when the run finishes (partial runs stay in _build/runs/P/)
   refresh CH           rebuild CH's smoke-profile regression copy in tests/notebooks/
                        and its toleranced metrics reference (NN.smoke-reference.json)
+  dryrun CH            execute CH at the gpu profile's settings with every loop cut to one or two
+                       steps, on the CPU, into _build/runs/dryrun/ (the chapter is never touched)
+  memory [CH ...]      the gpu profile's estimated GPU memory per training step, against a Colab T4
   scoreboard           regenerate book/scoreboard.md and book/status.md from results/
   screenshots          render built pages to PNG with headless Chromium (after the site build) and
                        list the code or output lines clipped at a 1280 px window
@@ -17,9 +20,11 @@ import json
 import os
 import shutil
 import sys
+import tempfile
+import time
 from pathlib import Path
 
-from helpers.core import profiles, regression
+from helpers.core import cache, profiles, regression
 from helpers.core.browser import clipped_lines, find_chromium, screenshot
 from helpers.core.results import project_root, results_dir
 from helpers.core.scoreboard import chapter_notebooks, write_pages
@@ -121,6 +126,50 @@ def cmd_refresh(args: argparse.Namespace) -> None:
           f"{reference.relative_to(root)} ({len(stored['metrics'])} metrics)")
 
 
+def _study(chapter: str):
+    """The study module of ``chapter`` (``helpers.studies.chNN_*``), or None for a chapter without one."""
+    import importlib
+
+    import helpers.studies
+
+    folder = Path(helpers.studies.__file__).parent
+    found = sorted(folder.glob(f"ch{chapter.zfill(2)}_*.py"))
+    return importlib.import_module(f"helpers.studies.{found[0].stem}") if found else None
+
+
+def print_gpu_memory(chapter: str) -> None:
+    """The gpu profile's estimated GPU memory per training step of ``chapter``, against a Colab T4."""
+    from helpers.core import memory
+
+    study = _study(chapter)
+    if study is None:
+        return
+    steps = study.gpu_memory(study.settings("gpu"))
+    print(f"chapter {chapter.zfill(2)}: estimated GPU memory at the gpu profile (GiB; helpers.core.memory)")
+    print(memory.table(steps).to_string())
+
+
+def cmd_memory(args: argparse.Namespace) -> None:
+    root = _root()
+    for chapter in args.chapters or sorted(chapter_notebooks(root / "chapters")):
+        print_gpu_memory(chapter)
+
+
+def cmd_dryrun(args: argparse.Namespace) -> None:
+    root = _root()
+    notebook = _notebook(root, args.chapter)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="dryrun-artifacts-") as artifacts:
+        os.environ[cache.ENV_ARTIFACTS] = artifacts  # train everything afresh, keep nothing
+        try:
+            running = _run_to_completion(root, notebook, profiles.DRYRUN, notebook.parent, figures=False)
+        finally:
+            del os.environ[cache.ENV_ARTIFACTS]
+    print(f"dry run of {notebook.relative_to(root)} at the gpu profile's settings passed in "
+          f"{time.monotonic() - started:.0f} s -> {running.relative_to(root)}")
+    print_gpu_memory(args.chapter)
+
+
 def cmd_scoreboard(args: argparse.Namespace) -> None:
     for page in write_pages(_root()):
         print(f"wrote {page}")
@@ -168,12 +217,18 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute a chapter in place at a profile")
     run.add_argument("chapter", help="chapter number, e.g. 01")
-    run.add_argument("--profile", default="cpu", choices=profiles.names())
+    run.add_argument("--profile", default="cpu", choices=[p for p in profiles.names() if p != profiles.DRYRUN])
     run.add_argument("--output", help="write the executed notebook here instead of in place")
     run.set_defaults(func=cmd_run)
     refresh = sub.add_parser("refresh", help="rebuild a chapter's smoke regression copy")
     refresh.add_argument("chapter")
     refresh.set_defaults(func=cmd_refresh)
+    dryrun = sub.add_parser("dryrun", help="check a chapter's gpu settings on the CPU, every loop cut short")
+    dryrun.add_argument("chapter")
+    dryrun.set_defaults(func=cmd_dryrun)
+    memory = sub.add_parser("memory", help="estimated GPU memory of the gpu profile, against a 15 GB Colab T4")
+    memory.add_argument("chapters", nargs="*", help="chapter numbers (default: all)")
+    memory.set_defaults(func=cmd_memory)
     sub.add_parser("scoreboard", help="regenerate the scoreboard and status pages").set_defaults(func=cmd_scoreboard)
     sub.add_parser("screenshots", help="render built pages to PNG").set_defaults(func=cmd_screenshots)
     data = sub.add_parser("data", help="the book-sized data archives")

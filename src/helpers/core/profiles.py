@@ -1,4 +1,4 @@
-"""Run profiles: one notebook, three scales (``smoke``, ``cpu``, ``gpu``), and ``auto``.
+"""Run profiles: one notebook, three scales (``smoke``, ``cpu``, ``gpu``), ``auto`` and ``dryrun``.
 
 ``get(name)`` returns the book-wide settings of a profile (device, determinism, threads);
 each chapter keeps its own sizes in a small frozen dataclass per profile and picks one
@@ -7,6 +7,11 @@ with ``select(name, options)``. ``setup(profile, seed)`` applies seeds and switc
 ``auto`` (the chapters' default) is not a fourth scale: it is the ``cpu`` scale, the one the
 website shows, on whatever device is present (a CUDA GPU when one is visible). The full-scale
 ``gpu`` profile is always an explicit choice. The chosen profile says why in its description.
+
+``dryrun`` is the ``gpu`` profile's settings with every loop cut to one or two steps on a tiny
+slice of the offline data, on the CPU, with random weights where the gpu profile downloads
+ImageNet weights: ``python -m helpers dryrun NN`` runs it so that shape and configuration errors
+of the full-scale path show up in CI. Its results never reach ``results/``.
 """
 
 from __future__ import annotations
@@ -65,7 +70,16 @@ PROFILES: dict[str, Profile] = {
         num_threads=None,
         budget_minutes=240,
     ),
+    "dryrun": Profile(
+        name="dryrun",
+        description="CI: the gpu profile's settings, every loop cut to one or two steps on a tiny slice, on the CPU",
+        device="cpu",
+        deterministic=True,
+        num_threads=None,
+        budget_minutes=3,
+    ),
 }
+DRYRUN = "dryrun"
 
 
 AUTO = "auto"

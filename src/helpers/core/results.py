@@ -28,7 +28,7 @@ import torch
 import torchvision
 
 import helpers
-from helpers.core.profiles import Profile, get
+from helpers.core.profiles import DRYRUN, Profile, get
 
 VERDICTS = ("reproduced", "differs", "not comparable")
 ENV_RESULTS = "BOOK_RESULTS_DIR"
@@ -100,6 +100,12 @@ def results_dir() -> Path:
         return Path(os.environ[ENV_RESULTS])
     root = project_root()
     return (root / "results") if root else Path("results")
+
+
+def dryrun_dir() -> Path:
+    """Where dry runs leave their notebooks and results: ``<checkout>/_build/runs/dryrun``, never ``results/``."""
+    root = project_root()
+    return (root if root else Path(".")) / "_build" / "runs" / DRYRUN
 
 
 def _git_commit() -> tuple[str, bool | None]:
@@ -222,7 +228,7 @@ def save(
         "paper": _plain(paper or {}),
         "claims": [_plain(c.__dict__) for c in claims],
     }
-    directory = directory or results_dir()
+    directory = directory or (dryrun_dir() if profile == DRYRUN else results_dir())
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{chapter}.{profile}.json"
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import asdict, dataclass, replace
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from helpers.codecs.jpeg_bytes import (
     PaddedBytes,
     decode_jpeg_bytes,
     encode_all,
+    encode_jpeg_bytes,
     files_of,
     header_length,
     original_uint8,
@@ -31,6 +33,7 @@ from helpers.codecs.jpeg_bytes import (
     zero_random_bytes,
 )
 from helpers.core import cache, paper, profiles, verdicts
+from helpers.core.memory import StepMemory, step_memory
 from helpers.core.results import Claim
 from helpers.data import ImageSplit, load_idx_split
 from helpers.methods.train import History, predict, train_classifier
@@ -112,6 +115,13 @@ SETTINGS = {
         eval_batch=2000, loader_workers=2, device="cuda", threads=None,
     ),
 }
+# dryrun: the gpu profile's networks and batches on a tiny offline slice, every loop one or two steps
+SETTINGS["dryrun"] = replace(
+    SETTINGS["gpu"], official_mnist_train=False, limit=200, epochs=1, seeds=2, glitch_counts=(0, 50), robust_size=40,
+    saliency_size=4, pixel_epochs=1, long_epochs=1, reader_train=200, reader_epochs=1,
+    curve_sizes=(("mnist", 100), ("fashion-mnist", 100), ("fashion-mnist", 200)),
+    curve_post_sizes=(("fashion-mnist", 200),), curve_samples=200, loader_workers=0, device="cpu",
+)
 
 
 def settings(profile: str) -> Settings:
@@ -538,6 +548,26 @@ def training_throughput(model: torch.nn.Module, values: torch.Tensor, labels: to
 ORIGINAL_SAMPLES = 36_000 * 800  # its released model: 36,000 iterations of batch 800 (about 480 epochs of 60k)
 CHANCE = 0.1  # ten balanced classes
 WORKING_MODEL = 0.7  # clean test accuracy below which ablation and glitch differences say little about the post's
+
+
+def gpu_memory(cfg: Settings, file_bytes: int = 700) -> list[StepMemory]:
+    """The training steps of ``cfg``'s byte models and the GPU memory each needs at its batch (estimates).
+
+    Files are ``file_bytes`` long (about the longest MNIST digit at quality 75) and share no header,
+    so the LSTM reads every byte: an upper bound for the post's model.
+    """
+    header = header_length(encode_jpeg_bytes(np.zeros((28, 28), np.uint8)))
+    post = ByteClassifier(Bugs.fixed(), embed_dim=cfg.embed_dim, hidden=cfg.hidden, conv_layers=2)
+    reader = BitReader(header, n_bytes=cfg.reader_bytes, channels=cfg.reader_channels, conv_layers=2,
+                       hidden=cfg.reader_hidden)
+
+    def step(model: torch.nn.Module, length: int) -> Callable[[int], torch.Tensor]:
+        return lambda b: torch.nn.functional.cross_entropy(model(torch.randint(0, 256, (b, length))),
+                                                           torch.arange(b) % 10)
+
+    return [step_memory(f"post's model ({file_bytes}-byte files)", post, step(post, file_bytes), cfg.batch_size),
+            step_memory(f"bit reader ({header} + {cfg.reader_bytes} bytes)", reader,
+                        step(reader, header + cfg.reader_bytes), cfg.reader_batch)]
 
 
 def ablation_summary(ablation: pd.DataFrame) -> dict[str, dict[str, float]]:

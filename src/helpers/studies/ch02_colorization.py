@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import time
 import timeit
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -28,6 +28,7 @@ from helpers import backbones
 from helpers.backbones import BackboneRecord
 from helpers.core import profiles
 from helpers.core.cache import key_of, load_or_build
+from helpers.core.memory import StepMemory, step_memory
 from helpers.core.results import Claim
 from helpers.data.frames import FrameClip
 from helpers.methods.color import AB_SCALE, colourfulness, gray_rgb, join_lab, split_lab
@@ -71,6 +72,9 @@ SETTINGS = {
     "gpu": Settings(size=256, blocks=12, test_blocks=3, gap=6, max_train=None, max_test=None, epochs=40,
                     batch_size=32, lr=1e-3, stages=4, full_clip=True, fps=12, timing_s=2.0),
 }
+# dryrun: the gpu profile's sizes on a few offline frames, one epoch
+SETTINGS["dryrun"] = replace(SETTINGS["gpu"], blocks=8, test_blocks=2, gap=2, max_train=8, max_test=4, epochs=1,
+                             full_clip=False, fps=4, timing_s=0.1)
 
 
 def settings(profile: str) -> Settings:
@@ -216,6 +220,29 @@ def build_objective(experiment: Experiment, train_ab_small: torch.Tensor) -> Obj
     if experiment.objective == "bins":
         return BinnedAB.fit(train_ab_small)
     raise ValueError(f"unknown objective {experiment.objective!r}; objectives are 'l2', 'bins'")
+
+
+def gpu_memory(cfg: Settings) -> list[StepMemory]:
+    """The GPU memory of training each head on the study's trunk at ``cfg.size`` (estimates).
+
+    The trunk runs once per frame without gradients and its taps are cached on the CPU, so a
+    training step holds one batch of taps, the head and Adam's state.
+    """
+    trunks, records = build_trunks(profiles.DRYRUN, seed=0, stages=cfg.stages)  # the architecture; weights do not matter
+    with torch.no_grad():
+        shapes = [tap.shape[1:] for tap in trunks["pretrained"](torch.zeros(1, 3, cfg.size, cfg.size))]
+    objective = L2Regression()
+    out = []
+    for experiment in (e for e in EXPERIMENTS if e.trunk == "pretrained" and e.objective == "l2" and e.bugs == Bugs()):
+        head = build_head(experiment, trunks["pretrained"].channels, objective.out_channels)
+
+        def step(b: int, head: nn.Module = head) -> torch.Tensor:
+            return objective.loss(head([torch.randn(b, *shape) for shape in shapes]),
+                                  torch.rand(b, 2, *shapes[0][-2:]) * 2 - 1)
+
+        out.append(step_memory(f"{experiment.name} head on {records['pretrained'].arch} taps ({cfg.size} px)", head,
+                               step, cfg.batch_size))
+    return out
 
 
 def target_ab(ab: torch.Tensor, taps: Sequence[torch.Tensor]) -> torch.Tensor:

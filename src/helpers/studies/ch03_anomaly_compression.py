@@ -12,7 +12,7 @@ import json
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -24,13 +24,21 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
+from helpers import backbones
 from helpers.codecs.video import CODECS, bd_rate, codec, decode_frames, encode_frames
-from helpers.core import paper, profiles
+from helpers.core import paper, profiles, verdicts
+from helpers.core.memory import StepMemory
 from helpers.core.results import Claim
 from helpers.methods.align import AkazeAligner, Alignment
 from helpers.methods.mask import Masker, apply_mask, union_mask
 from helpers.methods.metrics import psnr
-from helpers.models.padim import Padim, image_auc, pixel_auc, prepare_masks
+from helpers.models.padim import (
+    Padim,
+    feature_dims,
+    image_auc,
+    pixel_auc,
+    prepare_masks,
+)
 
 PREPROCESSINGS = ("none", "align", "mask", "align+mask")
 PER_IMAGE_CODECS = {"jpeg": "JPEG", "webp": "WEBP"}
@@ -71,6 +79,10 @@ SETTINGS = {
                     av1_preset="8", av1_crfs=(25, 35, 45, 55, 63), av1_preprocessings=PREPROCESSINGS,
                     image_qualities=(90, 75, 50, 25, 10)),
 }
+# dryrun: the gpu profile's backbone, crop and PaDiM dimensions on a few offline images, one setting per codec
+SETTINGS["dryrun"] = replace(SETTINGS["gpu"], full_data=False, n_train=12, n_test=12, hevc_preset="ultrafast",
+                             hevc_crfs=(28, 51), av1_preset="12", av1_crfs=(63,), av1_preprocessings=("none",),
+                             image_qualities=(50,))
 
 
 def settings(profile: str) -> Settings:
@@ -348,15 +360,29 @@ def resolution_sweep(make_padim: Callable[[int, int], Padim], train: np.ndarray,
     return pd.DataFrame(rows)
 
 
+def gpu_memory(cfg: Settings, test_images: int = 160) -> list[StepMemory]:
+    """What PaDiM holds on the GPU at ``cfg``'s backbone and crop (an estimate; no gradients anywhere).
+
+    The fit keeps one D x D matrix per feature position (the scatter, inverted in place) and the
+    test set's embeddings (``test_images``: MVTec screw has 160); the backbone's weights come on top.
+    """
+    model, record = backbones.load(cfg.backbone, "random", profiles.DRYRUN)
+    pyramid = backbones.feature_pyramid(model, record, strides=(4, 8, 16))
+    dims = feature_dims(record.arch, sum(pyramid.channels), cfg.dims_rule)
+    positions = (cfg.crop // 4) ** 2
+    float_bytes = 4
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    fit = StepMemory(f"PaDiM fit: {dims} x {dims} covariance at {positions:,} positions ({record.arch}, "
+                     f"{cfg.crop} px)", cfg.batch_size, weights, 0, 0, positions * dims * (dims + 1) * float_bytes)
+    scoring = StepMemory(f"PaDiM scoring: + {test_images} test embeddings", cfg.batch_size, weights, 0, 0,
+                         fit.activations + test_images * positions * dims * float_bytes)
+    return [fit, scoring]
+
+
 def choose_crop(sweep: pd.DataFrame, tolerance: float = 0.02) -> int:
     """The smallest crop whose image AUC is within ``tolerance`` of the best one (cheaper when equal)."""
     best = sweep.image_auc.max()
     return int(sweep[sweep.image_auc >= best - tolerance].crop.min())
-
-
-def near_chance(low: float, chance: float = CHANCE_AUC) -> bool:
-    """True when a 95 % interval's lower end reaches the chance level: the detector may be guessing."""
-    return low <= chance
 
 
 def matched_crf(sweep: pd.DataFrame, codec_name: str = "hevc") -> int:
@@ -435,7 +461,7 @@ def claims(table: pd.DataFrame, labels: np.ndarray, paper_backbone: bool, why_se
     out = []
     base = table.loc[0]
     base_low, base_high = bootstrap_ci(labels, base.image_scores)
-    guessing = near_chance(base_low)
+    guessing = verdicts.interval_side(base_low, base_high, CHANCE_AUC) != "above"  # it may be guessing
     chance_why = (f"our PNG baseline's image AUC {base.image_auc:.3f} has the 95 % interval "
                   f"[{base_low:.3f}, {base_high:.3f}], which reaches chance ({CHANCE_AUC}): "
                   "a change against it is not evidence")

@@ -11,7 +11,7 @@ EfficientNet-Lite0, fine-tuned on real photos (the dish classifier) and frozen (
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -28,6 +28,7 @@ from helpers import backbones
 from helpers.backbones import BackboneRecord
 from helpers.core import profiles, verdicts
 from helpers.core.cache import Checkpointer, artifact_dir, key_of, load_or_build
+from helpers.core.memory import StepMemory, step_memory
 from helpers.core.results import Claim
 from helpers.data.food import load_food, square_tensor, take_fraction, take_per_class
 from helpers.data.images import ImageFolderSet
@@ -44,7 +45,9 @@ from helpers.methods.gan import (
     StarGANHistory,
     TrainSettings,
     TranslationReport,
+    critic_loss,
     evaluate_translations,
+    generator_loss,
     one_hot,
     to_unit,
     train_stargan,
@@ -99,6 +102,8 @@ class Settings:
 
 
 CPU_DOMAINS = ("beef_carpaccio", "beet_salad", "beignets", "bibimbap")
+OFFLINE_DOMAINS = ("apple_pie", "baby_back_ribs", "baklava", "beef_carpaccio", "beef_tartare", "beet_salad", "beignets",
+                   "bibimbap", "bread_pudding", "breakfast_burrito")  # the offline copy's ten dishes
 GPU_DOMAINS = ("bibimbap", "chicken_curry", "clam_chowder", "french_onion_soup", "fried_rice", "hot_and_sour_soup",
                "miso_soup", "pho", "ramen", "risotto")
 
@@ -124,6 +129,13 @@ SETTINGS = {
         grid_per_domain=1,
     ),
 }
+# dryrun: the gpu profile's networks, sizes and ten dishes (the offline copy's ten), one generator step
+# per run on a few photos; FID is left out (its InceptionV3 weights are a download)
+SETTINGS["dryrun"] = replace(
+    SETTINGS["gpu"], domains=OFFLINE_DOMAINS, clean_domain="bibimbap", full_dataset=False, train_per_class=16,
+    test_per_class=2, batch_size=2, iterations=5, checkpoint_every=5, judge_epochs=1, judge_batch=4, kid_subsets=2,
+    fid=False,
+)
 
 
 def settings(profile: str) -> Settings:
@@ -341,6 +353,39 @@ def unrelated_ssim(images: torch.Tensor, seed: int = 0) -> float:
     partner = np.roll(order, 1)  # a cyclic shift of a random order: nobody is paired with itself
     gray = rgb2gray(images.permute(0, 2, 3, 1).numpy())
     return float(np.mean([ssim(gray[a], gray[b], data_range=1.0) for a, b in zip(order, partner)]))
+
+
+def gpu_memory(cfg: Settings) -> list[StepMemory]:
+    """The training steps of ``cfg``'s networks and the GPU memory each needs at its batch (estimates).
+
+    The critic's step (two critic passes and the gradient penalty's double backward), the
+    generator's step (a translation and its reconstruction) and the judge's fine-tuning step.
+    """
+    G, D = build_networks(cfg)
+    weights = LossWeights(cls=1.0, rec=10.0, gp=10.0)
+    n = len(cfg.domains)
+
+    def batch(b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        labels = torch.arange(b) % n
+        return torch.rand(b, 3, cfg.image_size, cfg.image_size) * 2 - 1, labels, (labels + 1) % n
+
+    def critic(b: int) -> torch.Tensor:
+        real, labels, targets = batch(b)
+        return critic_loss(G, D, real, labels, targets, torch.rand(b, 1, 1, 1), weights)[0]
+
+    def generator(b: int) -> torch.Tensor:
+        real, labels, targets = batch(b)
+        return generator_loss(G, D, real, labels, targets, weights)[0]
+
+    model, record = judge_backbone(profiles.DRYRUN, trainable=True)
+    judge = DishJudge(model, record, n, cfg.judge_size)
+    G_and_D = nn.ModuleList([G, D])
+    return [
+        step_memory(f"critic step ({cfg.image_size} px)", G_and_D, critic, cfg.batch_size),
+        step_memory(f"generator step ({cfg.image_size} px)", G_and_D, generator, cfg.batch_size),
+        step_memory(f"judge fine-tuning ({cfg.judge_size} px)", judge,
+                    lambda b: F.cross_entropy(judge(batch(b)[0]), batch(b)[1]), cfg.judge_batch),
+    ]
 
 
 def network_cost(G: nn.Module, D: nn.Module, size: int) -> dict[str, float]:

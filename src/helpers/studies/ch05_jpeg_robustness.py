@@ -10,7 +10,7 @@ the quality sweep, and compare with the paper's tables.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -35,6 +35,7 @@ from helpers.codecs.jpeg import (
 )
 from helpers.core import paper, profiles, verdicts
 from helpers.core.cache import key_of, load_or_build
+from helpers.core.memory import StepMemory, step_memory
 from helpers.core.results import Claim
 from helpers.data.coco import CaptionSet, load_coco_captions, load_karpathy
 from helpers.data.images import load_imagenette
@@ -159,6 +160,17 @@ SETTINGS = {
         table_images=None,
     ),
 }
+# dryrun: the gpu profile's networks and image sizes on a few offline images, one epoch each
+SETTINGS["dryrun"] = replace(
+    SETTINGS["gpu"],
+    classify=replace(SETTINGS["gpu"].classify, train_per_class=2, val_per_class=1, full=False, epochs=1, batch_size=8,
+                     bootstrap=20),
+    pretrained=replace(SETTINGS["gpu"].pretrained, train_per_class=2, val_per_class=1, full=False, epochs=1,
+                       batch_size=8, bootstrap=20),
+    caption=replace(SETTINGS["gpu"].caption, karpathy=False, train_images=4, test_images=2, min_count=1,
+                    stage1_epochs=1, stage2_epochs=1, batch_images=4, seeds=2),
+    table_images=2,
+)
 
 
 def settings(profile: str) -> Settings:
@@ -675,6 +687,42 @@ def word_overlap(hypothesis: Sequence[str], references: Sequence[str]) -> float:
     """Share of a caption's words that occur in any of its references (a readable sanity check)."""
     words = set(w for r in references for w in tokenize(r))
     return float(np.mean([w in words for w in hypothesis])) if hypothesis else 0.0
+
+
+# ---------------------------------------------------------------- GPU memory
+
+KARPATHY_VOCABULARY = 9_500  # about the words seen 5+ times in Karpathy's COCO training captions
+
+
+def gpu_memory(cfg: Settings) -> list[StepMemory]:
+    """The training steps of ``cfg``'s networks and the GPU memory each needs at its batch (estimates).
+
+    The captioner's step is stage 2 (the encoder's last stages fine-tuned with the decoder) on
+    captions of ``max_words`` words and a vocabulary of Karpathy's size (the gpu profile's data).
+    """
+    out = []
+    for name, c in (("ResNet-18 from scratch", cfg.classify), ("ImageNet Lite fine-tuning", cfg.pretrained)):
+        model = new_classifier(c.arch, 10).train()
+
+        def classify_step(b: int, model: nn.Module = model, size: int = c.image_size) -> torch.Tensor:
+            return nn.functional.cross_entropy(model(torch.randn(b, 3, size, size)), torch.arange(b) % 10)
+
+        out.append(step_memory(f"{name} ({c.image_size} px)", model, classify_step, c.batch_size, optimizer_slots=1))
+    c = cfg.caption
+    encoder = FeatureMapEncoder.from_classifier(new_classifier(PRETRAINED_ARCH, 10), c.grid)
+    encoder.fine_tune(True, c.fine_tune_last)
+    vocabulary = KARPATHY_VOCABULARY
+    decoder = AttentionDecoder(vocabulary, encoder.dim, c.embed_dim, c.hidden_dim, c.attention_dim)
+
+    def caption_step(b: int) -> torch.Tensor:
+        captions = torch.randint(4, vocabulary, (b * c.captions_per_image, c.max_words + 2))
+        features = encoder(torch.randn(b, 3, c.image_size, c.image_size)).repeat_interleave(c.captions_per_image, 0)
+        logits, weights = decoder(features, captions)
+        return caption_loss(logits, captions, weights, 0, c.alpha_c)
+
+    out.append(step_memory(f"captioner, stage 2 ({c.image_size} px, {c.captions_per_image} captions per image)",
+                           nn.ModuleList([encoder, decoder]), caption_step, c.batch_images))
+    return out
 
 
 # ---------------------------------------------------------------- claims

@@ -1,0 +1,71 @@
+"""The dry run: the gpu profile's settings with every loop cut short, on the CPU, kept out of results/."""
+
+import importlib
+import os
+
+import pytest
+from conftest import ROOT
+
+from helpers import backbones
+from helpers.core import cli, profiles, results
+
+STUDIES = sorted(p.stem for p in (ROOT / "src" / "helpers" / "studies").glob("ch*.py"))
+# The fields that size a chapter's networks and inputs: a dry run keeps the gpu profile's values.
+NETWORK_FIELDS = {
+    "ch01_jpeg_bytes": ("embed_dim", "hidden", "batch_size", "reader_bytes", "reader_channels", "reader_hidden",
+                        "reader_batch"),
+    "ch02_colorization": ("size", "batch_size", "stages"),
+    "ch03_anomaly_compression": ("backbone", "resize", "crop", "batch_size", "dims_rule"),
+    "ch04_food_stargan": ("image_size", "test_size", "g_width", "g_res_blocks", "d_width", "d_layers", "n_critic",
+                          "judge_size"),
+    "ch05_jpeg_robustness": ("pretrained_mixes",),
+}
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_a_dry_run_keeps_the_gpu_networks_and_cuts_the_loops(study):
+    module = importlib.import_module(f"helpers.studies.{study}")
+    gpu, dry = module.settings("gpu"), module.settings("dryrun")
+    assert {f: getattr(dry, f) for f in NETWORK_FIELDS[study]} == {f: getattr(gpu, f) for f in NETWORK_FIELDS[study]}
+    assert dry != gpu
+
+
+def test_the_dry_run_of_chapter_05_keeps_every_network_size():
+    from helpers.studies import ch05_jpeg_robustness as study
+
+    gpu, dry = study.settings("gpu"), study.settings("dryrun")
+    for part in ("classify", "pretrained"):
+        for field in ("image_size", "store_size", "arch", "lr"):
+            assert getattr(getattr(dry, part), field) == getattr(getattr(gpu, part), field)
+    for field in ("image_size", "grid", "embed_dim", "hidden_dim", "attention_dim", "max_words", "beam"):
+        assert getattr(dry.caption, field) == getattr(gpu.caption, field)
+    assert not dry.classify.full and not dry.caption.karpathy  # the offline copies, not the downloads
+
+
+def test_a_dry_run_gets_the_gpu_architecture_with_random_weights():
+    for name in backbones.TORCHVISION_NAMES:
+        choice = backbones.choose(name, "auto", profiles.DRYRUN, any_arch=True)
+        assert (choice.weights, choice.arch) == ("random", name) and "dryrun" in choice.reason
+    assert backbones.choose("efficientnet_lite0", "auto", profiles.DRYRUN).weights == "imagenet"  # packaged: no download
+
+
+def test_dry_run_results_never_reach_results(tmp_path, monkeypatch):
+    monkeypatch.delenv("BOOK_RESULTS_DIR", raising=False)
+    monkeypatch.setattr(results, "project_root", lambda: tmp_path)
+    results.save("99", profiles.DRYRUN, {"x": 1}, {})
+    assert (tmp_path / "_build" / "runs" / "dryrun" / "99.dryrun.json").is_file()
+    assert not (tmp_path / "results").exists()
+
+
+def test_only_the_dryrun_command_runs_the_dryrun_profile():
+    with pytest.raises(SystemExit):
+        cli.main(["run", "02", "--profile", "dryrun"])
+
+
+@pytest.mark.skipif(not os.environ.get("BOOK_DATA_DIR"), reason="needs the offline datasets (BOOK_DATA_DIR)")
+def test_chapter_02_passes_its_dry_run(capsys):
+    cli.main(["dryrun", "02"])
+    out = capsys.readouterr().out
+    assert "dry run of chapters/02_anime_colorization.ipynb at the gpu profile's settings passed" in out
+    assert "fits a 15 GB T4" in out
+    assert (ROOT / "_build" / "runs" / "dryrun" / "02_anime_colorization.ipynb").is_file()
