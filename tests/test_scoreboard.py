@@ -25,6 +25,7 @@ def test_scoreboard_tallies_escapes_and_notes_missing_chapters():
     )
     assert "| reproduced | 1 |" in text and "| differs | 1 |" in text and "| not comparable | 0 |" in text
     assert "a \\| b" in text  # pipes in cells are escaped
+    assert "| acc > 0.98 | **reproduced** | >0.9 | 0.95 |" in text  # the verdict next to the claim (phones)
     assert "## 02 · Colour" in text and "No `cpu` or `gpu` results yet" in text
     assert "Quickstart" not in text  # the quickstart is not a study
 

@@ -138,10 +138,11 @@ def render_scoreboard(records: list[dict], titles: dict[str, str]) -> str:
         shared = shared_sentences([c["why"] for c in claims if isinstance(c.get("why"), str)])
         if shared:
             lines += [f"Common to the rows marked † (said once here): {' '.join(shared)}", ""]
-        lines += ["| claim | paper | ours | verdict | why |", "| --- | --- | --- | --- | --- |"]
+        # the verdict right after the claim: on a phone the table scrolls sideways and the first columns show
+        lines += ["| claim | verdict | paper | ours | why |", "| --- | --- | --- | --- | --- |"]
         for c in claims:
             why, marked = without_sentences(c["why"], shared) if isinstance(c.get("why"), str) else (c["why"], False)
-            lines.append(f"| {fmt(c['claim'])} | {fmt(c['paper'])} | {fmt(c['ours'])} | **{c['verdict']}** | "
+            lines.append(f"| {fmt(c['claim'])} | **{c['verdict']}** | {fmt(c['paper'])} | {fmt(c['ours'])} | "
                          f"{fmt(why)}{' †' if marked else ''} |")
         lines.append("")
     return "\n".join(lines)
