@@ -37,13 +37,13 @@ class StepMemory:
         return self.weights + self.gradients + self.optimizer + self.activations
 
 
-def _saved_bytes(step: Callable[[], torch.Tensor]) -> int:
-    """Bytes of the distinct storages autograd saves while ``step()`` builds its graph."""
-    storages: dict[int, int] = {}
+def saved_bytes(step: Callable[[], torch.Tensor]) -> int:
+    """Bytes of the distinct storages autograd saves while ``step()`` builds its graph (then backward)."""
+    storages: dict[tuple[int, int], int] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         storage = tensor.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
+        storages[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
@@ -63,7 +63,7 @@ def step_memory(name: str, model: nn.Module, step: Callable[[int], torch.Tensor]
     """
     trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    small, large = _saved_bytes(lambda: step(probe_batch)), _saved_bytes(lambda: step(2 * probe_batch))
+    small, large = saved_bytes(lambda: step(probe_batch)), saved_bytes(lambda: step(2 * probe_batch))
     model.zero_grad(set_to_none=True)
     per_item = max(large - small, 0) / probe_batch
     activations = int(max(small - per_item * probe_batch, 0) + per_item * batch)

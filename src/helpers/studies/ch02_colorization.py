@@ -28,7 +28,7 @@ from helpers import backbones
 from helpers.backbones import BackboneRecord
 from helpers.core import profiles
 from helpers.core.cache import key_of, load_or_build
-from helpers.core.memory import StepMemory, step_memory
+from helpers.core.memory import StepMemory, saved_bytes, step_memory
 from helpers.core.results import Claim
 from helpers.data.frames import FrameClip
 from helpers.methods.color import AB_SCALE, colourfulness, gray_rgb, join_lab, split_lab
@@ -392,20 +392,11 @@ def forward_ms(module: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor],
 
 def saved_activation_mib(head: nn.Module, objective: Objective, taps: Sequence[torch.Tensor], ab: torch.Tensor) -> float:
     """Memory a training step keeps for the backward pass, per image (MiB): what limits the batch size."""
-    seen: dict[tuple[int, int], int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        seen[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
-        return tensor
-
     head.train()
     inputs = [t.float() for t in taps]
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        loss = objective.loss(head(inputs), target_ab(ab, inputs))
-    loss.backward()
+    saved = saved_bytes(lambda: objective.loss(head(inputs), target_ab(ab, inputs)))
     head.zero_grad(set_to_none=True)
-    return sum(seen.values()) / 2**20 / len(inputs[0])
+    return saved / 2**20 / len(inputs[0])
 
 
 def parameter_count(module: nn.Module) -> int:
