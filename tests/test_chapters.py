@@ -212,12 +212,6 @@ def test_chapter_ids_are_unique():
 
 CODE_WIDTH = 88  # ruff's line length ([tool.ruff] in pyproject.toml): no code line is clipped at 1280 px
 PRINTED_WIDTH = PAGE_WIDTH  # what fits the page's code column at 1280 px (helpers.core.results.wrap uses it too)
-# Chapters whose committed outputs were printed before the width rule; each leaves this set when it
-# is next re-run (its long prints are split in the code already or wait for that run).
-PRINTED_BEFORE_THE_RULE = {
-    # its outputs predate the layout refactor (its code already wraps the 132-character reference line)
-    "05_jpeg_robust_captioning",
-}
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
@@ -242,8 +236,6 @@ def printed_lines(nb):
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_chapter_prints_no_line_wider_than_the_page(path):
-    if path.stem in PRINTED_BEFORE_THE_RULE:
-        pytest.skip("outputs printed before the width rule; re-run the chapter to check it")
     wide = [line for line in printed_lines(load(path)) if len(line) > PRINTED_WIDTH]
     assert not wide, f"{len(wide)} printed lines over {PRINTED_WIDTH} characters, first: {wide[0][:120]}"
 

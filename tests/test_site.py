@@ -10,7 +10,6 @@ import pytest
 import yaml
 from conftest import ROOT
 from PIL import Image
-from test_chapters import PRINTED_BEFORE_THE_RULE
 
 from helpers.core.browser import clipped_lines, find_chromium, screenshot
 
@@ -77,6 +76,5 @@ def test_no_code_or_output_line_is_clipped_at_1280_px(site):
     if chromium is None:
         pytest.skip("Chromium is not installed (apt-get install chromium)")
     pages = sorted((site / "chapters").glob("*.html")) + sorted((site / "book").glob("*.html"))
-    pages = [p for p in pages if p.stem not in PRINTED_BEFORE_THE_RULE]
     clipped = {page: lines for page, lines in clipped_lines(pages, chromium, width=1280).items() if lines}
     assert not clipped, f"lines wider than their box at 1280 px: {clipped}"
