@@ -7,10 +7,13 @@ training (cached models), glitch robustness, the pixel baseline and byte salienc
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Callable
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -543,11 +546,53 @@ def training_throughput(model: torch.nn.Module, values: torch.Tensor, labels: to
     return steps * batch_size / (time.perf_counter() - began)
 
 
+# ---------------------------------------------------------------- the design search (benchmarks/byte_readers.py)
+
+CHANCE = 0.1  # ten balanced classes
+WORKING_MODEL = 0.7  # clean test accuracy below which ablation and glitch differences say little about the post's
+READER_BENCHMARK_FILE = "byte_readers.json"  # under results/benchmarks/
+
+
+def load_reader_benchmark(folder: str | Path) -> dict:
+    """The committed record of ``benchmarks/byte_readers.py`` (designs at an equal CPU budget), or a clear error."""
+    path = Path(folder) / READER_BENCHMARK_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run `python benchmarks/byte_readers.py` (about 9 minutes on two "
+                                "cores, with the offline datasets in $BOOK_DATA_DIR)")
+    record = json.loads(path.read_text())
+    if not record.get("rows"):
+        raise ValueError(f"{path} holds no measured designs: run `python benchmarks/byte_readers.py` again")
+    return record
+
+
+def reader_benchmark_table(record: dict) -> pd.DataFrame:
+    """One row per design, best final test accuracy first: what it tries, its size, speed and accuracies."""
+    rows = [{"design": r["design"], "what it tries": r["description"], "parameters": r["params"],
+             "files/s": r["files_per_s"], "epochs": r["epochs"], "test accuracy": r["final_test_acc"],
+             "best epoch's test": max(r["test_acc"]), "train accuracy": r["train_acc"]} for r in record["rows"]]
+    return pd.DataFrame(rows).sort_values("test accuracy", ascending=False).set_index("design")
+
+
+def plot_reader_benchmark(record: dict, goal: float = WORKING_MODEL) -> plt.Figure:
+    """Test accuracy against training seconds, one line per design, with chance and ``goal`` marked."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=110)
+    for row in record["rows"]:
+        style = {"lw": 2.2, "color": "black"} if row["design"] == "bit reader" else {"lw": 1.2}
+        ax.plot([0, *row["seconds"]], [CHANCE, *row["test_acc"]], "o-", ms=3, label=row["design"], **style)
+    ax.axhline(CHANCE, color="0.5", ls=":", lw=1, label="chance")
+    ax.axhline(goal, color="tab:red", ls="--", lw=1, label=f"working model ({goal:g})")
+    ax.set_xlabel("training seconds (one thread)", fontsize=9)
+    ax.set_ylabel("test accuracy", fontsize=9)
+    ax.set_ylim(0, 1)
+    ax.tick_params(labelsize=9)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 # ---------------------------------------------------------------- the paper's claims
 
 ORIGINAL_SAMPLES = 36_000 * 800  # its released model: 36,000 iterations of batch 800 (about 480 epochs of 60k)
-CHANCE = 0.1  # ten balanced classes
-WORKING_MODEL = 0.7  # clean test accuracy below which ablation and glitch differences say little about the post's
 
 
 def gpu_memory(cfg: Settings, file_bytes: int = 700) -> list[StepMemory]:
