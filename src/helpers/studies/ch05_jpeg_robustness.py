@@ -168,7 +168,7 @@ SETTINGS["dryrun"] = replace(
     pretrained=replace(SETTINGS["gpu"].pretrained, train_per_class=2, val_per_class=1, full=False, epochs=1,
                        batch_size=8, bootstrap=20),
     caption=replace(SETTINGS["gpu"].caption, karpathy=False, train_images=4, test_images=2, min_count=1,
-                    stage1_epochs=1, stage2_epochs=1, batch_images=4, seeds=2),
+                    stage1_epochs=1, stage2_epochs=1, batch_images=4, seeds=2, mix_qualities=(2,)),
     table_images=2,
 )
 
