@@ -11,17 +11,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from helpers.models import bit_reader
 from helpers.models.bit_reader import scan_bits
 
-# (in channels, kernel, stride, padding) of BitReader's two strided layers, plus a third, unstrided one
-CONV_SHAPES = ((2, 16, 4, 6), (None, 8, 4, 2), (None, 3, 1, 1))
+# (kernel, stride, padding): BitReader's two strided layers, plus a third, unstrided one
+CONV_SHAPES = (*bit_reader.CONV_SHAPES, (3, 1, 1))
 
 
 def conv_stack(channels: int, layers: int, batch_norm: bool = False) -> nn.Sequential:
     """BitReader's strided convolutions over bits (16-bit windows every 4 bits, then 8 of those every 4)."""
     modules: list[nn.Module] = []
-    for c_in, kernel, stride, padding in CONV_SHAPES[:layers]:
-        modules.append(nn.Conv1d(c_in or channels, channels, kernel, stride, padding=padding))
+    for k, (kernel, stride, padding) in enumerate(CONV_SHAPES[:layers]):
+        modules.append(nn.Conv1d(2 if k == 0 else channels, channels, kernel, stride, padding=padding))
         modules += [nn.BatchNorm1d(channels)] if batch_norm else []
         modules.append(nn.ReLU())
     return nn.Sequential(*modules)
@@ -40,7 +41,7 @@ class _BitsInput(nn.Module):
     def positions(self, layers: int) -> int:
         """Length of the feature sequence after ``layers`` of ``CONV_SHAPES``."""
         length = 8 * self.n_bytes
-        for _, kernel, stride, padding in CONV_SHAPES[:layers]:
+        for kernel, stride, padding in CONV_SHAPES[:layers]:
             length = (length + 2 * padding - kernel) // stride + 1
         return length
 

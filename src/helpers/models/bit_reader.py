@@ -24,6 +24,8 @@ from torch import nn
 from helpers.codecs.jpeg_bytes import PAD_TOKEN
 
 BIT_ORDER = torch.arange(7, -1, -1, dtype=torch.uint8)  # most significant bit first, as JPEG writes them
+# (kernel, stride, padding) of the strided layers: 16-bit windows every 4 bits, then 8 of those every 4
+CONV_SHAPES = ((16, 4, 6), (8, 4, 2))
 
 
 def scan_bits(values: torch.Tensor, header: int, n_bytes: int) -> torch.Tensor:
@@ -52,14 +54,13 @@ class BitReader(nn.Module):
         if conv_layers not in (0, 1, 2):
             raise ValueError(f"conv_layers must be 0, 1 or 2, got {conv_layers}")
         self.header, self.n_bytes, self.conv_layers = header, n_bytes, conv_layers
-        # (kernel, stride, padding) per layer: 16-bit windows every 4 bits, then 8 of those every 4
-        shapes = [(2, 16, 4, 6), (channels, 8, 4, 2)][:conv_layers]
+        shapes = CONV_SHAPES[:conv_layers]
         layers: list[nn.Module] = []
-        for k, (c_in, kernel, stride, padding) in enumerate(shapes):
-            layers += [nn.Conv1d(c_in, channels, kernel, stride, padding=padding), nn.ReLU()]
+        for k, (kernel, stride, padding) in enumerate(shapes):
+            layers += [nn.Conv1d(2 if k == 0 else channels, channels, kernel, stride, padding=padding), nn.ReLU()]
         self.convs = nn.Sequential(*layers)
         length, width = 8 * n_bytes, 2
-        for _, kernel, stride, padding in shapes:
+        for kernel, stride, padding in shapes:
             length, width = (length + 2 * padding - kernel) // stride + 1, channels
         self.readout = nn.Sequential(nn.Flatten(), nn.Linear(width * length, hidden), nn.ReLU(),
                                      nn.Linear(hidden, num_classes))
