@@ -61,7 +61,7 @@ test: install
 chapter: install
 	$(BIN)/python -m helpers run $(CH) --profile $(PROFILE)
 
-# Every chapter's dry run (the suite runs those of 01 and 02; 05's takes ~2.5 min, 03's and 04's over 5).
+# Every chapter's dry run, one after another (the suite runs them too: tests/test_dryrun.py).
 dryrun: install
 	for ch in 01 02 03 04 05; do TQDM_DISABLE=1 $(BIN)/python -m helpers dryrun $$ch || exit 1; done
 

@@ -140,8 +140,10 @@ class AttentionReader(_BitsInput):
 
 DESIGNS = {  # name -> (class, what it tries)
     "pooled, batch norm": (PooledReader, "wider (64), a third conv, batch norm, features pooled over 4 positions"),
+    "pooled, restart markers": (PooledReader, "the pooled design on files with a restart marker after every block"),
     "running sums": (CountingReader, "cumulative sums of learned detectors: a block counter, a DC accumulator"),
     "block slots": (SlotReader, "a soft parse into 8x8-block slots from a learned end-of-block detector"),
     "convs + GRU": (RecurrentReader, "a recurrence over the strided features instead of a positional readout"),
     "convs + Transformer": (AttentionReader, "attention over the strided features (content, not offset)"),
 }
+RESTART_MARKED = {"pooled, restart markers"}  # designs that read files written with restart markers

@@ -5,7 +5,10 @@ at quality 75, the chapter's fixed layout, no shifts), each of:
 
 - ``post``: the post's architecture at the chapter's ``cpu`` width (``helpers.models.byte_classifier``);
 - ``bit reader``: the chapter's ``BitReader`` (``helpers.models.bit_reader``);
-- the designs of ``byte_reader_designs.py`` (wider/pooled, running sums, block slots, GRU, Transformer),
+- ``block reader``: the chapter's ``BlockReader`` (``helpers.models.block_reader``) on the same
+  images written with a restart marker after every 8x8 block;
+- the designs of ``byte_reader_designs.py`` (wider/pooled, running sums, block slots, GRU, Transformer,
+  and the pooled design again on restart-marked files),
 
 for ``--budget`` seconds of training on one torch thread (Adam, the chapter's batch size and learning
 rate of each family), two designs at a time on a two-core machine (about 9 minutes). Test accuracy on the chapter's
@@ -32,8 +35,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "benchmarks" / "byte_readers.json"
 QUICK_OUT = ROOT / "results" / "benchmarks" / "byte_readers.quick.json"
-CHAPTER_DESIGNS = {"post": "the post's architecture: byte embedding, two convolutions, LSTM",
-                   "bit reader": "the chapter's bit reader: strided convolutions over bits, positional readout"}
+CHAPTER_DESIGNS = {  # benchmark name -> (the chapter's design, what it tries)
+    "post": ("post", "the post's architecture: byte embedding, two convolutions, LSTM"),
+    "bit reader": ("reader", "the chapter's bit reader: strided convolutions over bits, positional readout"),
+    "block reader": ("blocks", "restart markers; the scan cut at them, the same convolutions on every block"),
+}
 SEED = 0
 TRAIN_ACC_FILES = 5000
 
@@ -52,17 +58,18 @@ def train_design(name: str, profile: str, budget_s: float) -> dict[str, Any]:
     """Train design ``name`` for ``budget_s`` seconds on one thread; its accuracy curve and final numbers."""
     os.environ["TQDM_DISABLE"] = "1"
     import torch
-    from byte_reader_designs import DESIGNS
+    from byte_reader_designs import DESIGNS, RESTART_MARKED
 
     from helpers.models.byte_classifier import Bugs
     from helpers.studies import ch01_jpeg_bytes as study
 
     torch.set_num_threads(1)
     cfg = study.settings(profile)
-    data = study.prepare(study.load_train_test("fashion-mnist", cfg, SEED), Bugs.fixed())
+    restart = name == "block reader" or name in RESTART_MARKED
+    data = study.prepare(study.load_train_test("fashion-mnist", cfg, SEED), Bugs.fixed(), restart=restart)
     torch.manual_seed(SEED)
     if name in CHAPTER_DESIGNS:
-        model = study.byte_model(data, cfg, design="post" if name == "post" else "reader")
+        model = study.byte_model(data, cfg, design=CHAPTER_DESIGNS[name][0])
     else:
         model = DESIGNS[name][0](data.header, cfg.reader_bytes)
     batch, lr = (cfg.batch_size, cfg.lr) if name == "post" else (cfg.reader_batch, cfg.reader_lr)
@@ -92,12 +99,12 @@ def train_design(name: str, profile: str, budget_s: float) -> dict[str, Any]:
         seconds.append(round(trained_s, 1))
         test_acc.append(accuracy(data.test.values, data.test_labels))
     some = torch.randperm(len(y), generator=torch.Generator().manual_seed(SEED))[:TRAIN_ACC_FILES]
-    description = CHAPTER_DESIGNS.get(name) or DESIGNS[name][1]
+    description = CHAPTER_DESIGNS[name][1] if name in CHAPTER_DESIGNS else DESIGNS[name][1]
     return {"design": name, "description": description, "params": sum(p.numel() for p in model.parameters()),
             "batch": batch, "lr": lr, "files_seen": files, "epochs": round(files / len(y), 2),
             "files_per_s": round(files / trained_s, 1), "seconds": seconds, "test_acc": test_acc,
             "final_test_acc": test_acc[-1], "train_acc": accuracy(x[some], y[some]),
-            "train_files": len(y), "test_files": len(data.test_labels)}
+            "train_files": len(y), "test_files": len(data.test_labels), "restart_markers": restart}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,11 +39,12 @@ def test_a_quick_run_writes_the_record_the_chapter_reads(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     record = study.load_reader_benchmark(tmp_path)
     assert [r["design"] for r in record["rows"]] == ["bit reader", "block slots"]
+    assert [r["restart_markers"] for r in record["rows"]] == [False, False]
     for row in record["rows"]:
         assert row["seconds"][-1] >= record["env"]["budget_s"] and len(row["seconds"]) == len(row["test_acc"])
         assert 0 <= row["final_test_acc"] <= 1 and row["files_seen"] > 0
     table = study.reader_benchmark_table(record)
-    assert list(table.columns)[:2] == ["what it tries", "parameters"]
+    assert list(table.columns)[:3] == ["what it tries", "restart markers", "parameters"]
     assert table["test accuracy"].is_monotonic_decreasing
 
 

@@ -12,7 +12,9 @@ from test_idx import idx_bytes
 from helpers.core.profiles import ProfileError
 from helpers.data import ImageSplit, registry
 from helpers.methods.train import History
+from helpers.codecs.jpeg_bytes import PAD_TOKEN
 from helpers.models.bit_reader import BitReader
+from helpers.models.block_reader import BlockReader, split_blocks
 from helpers.models.byte_classifier import Bugs
 from helpers.studies import ch01_jpeg_bytes as study
 
@@ -152,21 +154,42 @@ def test_fit_caches_the_model_and_the_runners_report_sane_shapes(toy):
         study.byte_model(data, TINY, design="transformer")
     with pytest.raises(ValueError, match="fixed layout"):
         study.byte_model(study.prepare(toy, Bugs.faithful()), TINY, design="reader")
+    with pytest.raises(ValueError, match="restart=True"):  # plain files have no block starts to cut at
+        study.byte_model(data, TINY, design="blocks")
+
+
+def test_the_block_reader_trains_on_restart_marked_files_with_their_own_shifts(toy):
+    marked = study.prepare(toy, Bugs.fixed(), restart=True)
+    plain = study.prepare(toy, Bugs.fixed())
+    assert marked.restart and not plain.restart and "restart marker after every" in marked.describe()
+    assert marked.header > plain.header  # the DRI segment (restart interval) joins the header
+    assert (marked.train.lengths > plain.train.lengths).all()
+    trained = study.fit(marked, TINY, design="blocks", max_shift=1, seed=0)
+    assert isinstance(trained.model, BlockReader) and len(trained.test_acc) == TINY.reader_epochs
+    assert study.fit(marked, TINY, design="blocks", max_shift=1, seed=0).cached
+    loader = study._loader(marked, 4, max_shift=1, max_zeroed=0, seed=0)
+    values, _ = next(iter(loader))  # files encoded on the fly keep their markers
+    assert (split_blocks(values, marked.header) != PAD_TOKEN).any(-1).sum(1).min() >= 8
 
 
 def test_learning_curve_trains_each_point_on_the_same_number_of_files_seen(toy):
     data = study.prepare(toy, Bugs.fixed())
+    marked = study.prepare(toy, Bugs.fixed(), restart=True)
+    pools = {"post": {"toy": data}, "blocks": {"toy": marked}}
     s = replace(TINY, curve_sizes=(("toy", 10), ("toy", 40)), curve_post_sizes=(("toy", 40),), curve_samples=80)
-    curve = study.learning_curve({"toy": data}, s, seed=0)
-    assert list(zip(curve["design"], curve["train files"])) == [("reader", 10), ("post", 40), ("reader", 40)]
+    curve = study.learning_curve(pools, s, seed=0)
+    assert list(zip(curve["design"], curve["train files"])) == [("blocks", 10), ("post", 40), ("blocks", 40)]
     assert curve["epochs"].tolist() == [8, 2, 2] and (curve["files seen"] == 80).all()
     assert (curve["train s"] > 0).all()
     for point in curve.to_dict("records"):  # each point is the cached fit of its own subset, design and epochs
-        again = study.fit(study.training_subset(data, point["train files"], 0), s, design=point["design"],
-                          max_shift=study.shifts_of(point["design"], s), epochs=point["epochs"], seed=0)
+        again = study.fit(study.training_subset(pools[point["design"]]["toy"], point["train files"], 0), s,
+                          design=point["design"], max_shift=study.shifts_of(point["design"], s),
+                          epochs=point["epochs"], seed=0)
         assert again.cached and again.test_acc[-1] == point["test accuracy"]
     with pytest.raises(ValueError, match="never run"):
-        study.learning_curve({"toy": data}, replace(s, curve_post_sizes=(("toy", 20),)), seed=0)
+        study.learning_curve(pools, replace(s, curve_post_sizes=(("toy", 20),)), seed=0)
+    with pytest.raises(ValueError, match="unknown designs"):
+        study.learning_curve({"lstm": {"toy": data}}, s, seed=0)
     for profile in ("smoke", "cpu", "gpu"):
         chosen = study.settings(profile)
         assert set(chosen.curve_post_sizes) <= set(chosen.curve_sizes), profile
@@ -198,7 +221,7 @@ def measured(test_acc=0.99, full=0.99, noaug=0.97, lstm=0.9, sd=0.005, per_class
             "train_acc": {"full model": 0.995, "- augmentation": 0.999, "- augmentation - CNN": 0.995},
             "ablation": {"full model": row(full), "- augmentation": row(noaug), "- augmentation - CNN": row(lstm)},
             "glitch_per_class": {str(c): per_class for c in range(10)}, "glitch_bytes": 50,
-            "ablation_n": 2000, "ablation_model": "bit reader", "ablation_data": "Fashion-MNIST"}
+            "ablation_n": 2000, "ablation_model": "block reader", "ablation_data": "Fashion-MNIST"}
 
 
 def test_claim_verdicts_follow_the_measurements():
@@ -284,7 +307,8 @@ def test_the_chapter_measurements_feed_the_claims_and_the_results_file(toy):
         ablation_data=study.training_subset(data, 20, 0), glitch_per_class={str(c): 0.7 for c in range(10)},
         glitch_bytes=150)
     assert measured["test_acc"] == 0.42 and measured["test_n"] == 20 and measured["ablation_n"] == 20
-    assert measured["train_acc"] == {"post's model (MNIST)": 0.33, "bit reader (Fashion)": 0.9}
+    assert measured["train_acc"] == {"post's model (MNIST)": 0.33, "block reader (Fashion)": 0.9}
+    assert measured["ablation_model"] == "block reader"
     assert measured["ablation"]["- augmentation"] == {"seeds": 2.0, "test mean": 0.7, "test sd": 0.01, "train mean": 0.8}
     assert len(study.paper_claims(measured)) == 6  # every key the claims read is there
 

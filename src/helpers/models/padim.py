@@ -36,14 +36,18 @@ DIMS_RULES = ("paper", "all")
 POSITIONS_PER_INVERSE = 1024  # positions inverted at once: bounds the Cholesky's temporary memory
 
 
-def feature_dims(arch: str, channels: int, rule: str = "paper") -> int:
+def feature_dims(arch: str, channels: int, rule: str | int = "paper") -> int:
     """Random dimensions for a backbone.
 
     ``"paper"``: the paper's choice for its architecture, else the same share (100 of 448);
-    ``"all"``: every tapped channel (no random projection).
+    ``"all"``: every tapped channel (no random projection); a number: that many (at most ``channels``).
     """
+    if isinstance(rule, int) and not isinstance(rule, bool):
+        if rule < 1:
+            raise ValueError(f"a number of dimensions must be at least 1, got {rule}")
+        return min(rule, channels)
     if rule not in DIMS_RULES:
-        raise ValueError(f"unknown dims rule {rule!r}; choose one of {DIMS_RULES}")
+        raise ValueError(f"unknown dims rule {rule!r}; choose one of {DIMS_RULES} or a number")
     if rule == "all":
         return channels
     if arch in PAPER_DIMS:

@@ -2,6 +2,10 @@
 
 Per-profile sizes (``settings``) and the runners the chapter calls: data splits, cached encodings,
 training (cached models), glitch robustness, the pixel baseline and byte saliency.
+
+Three byte models: the post's (``design="post"``, ``ByteClassifier``), the bit reader
+(``"reader"``, ``BitReader``) and the block reader (``"blocks"``, ``BlockReader``), which reads
+files written with a restart marker after every 8x8 block (``prepare(..., restart=True)``).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from helpers.core.results import Claim
 from helpers.data import ImageSplit, load_idx_split
 from helpers.methods.train import History, predict, train_classifier
 from helpers.models.bit_reader import BitReader
+from helpers.models.block_reader import BlockReader
 from helpers.models.byte_classifier import Bugs, ByteClassifier
 from helpers.models.pixel_cnn import PixelCNN, to_pixels
 
@@ -66,8 +71,8 @@ class Settings:
     saliency_size: int
     pixel_epochs: int
     long_epochs: int  # the no-shift model trained longer (gpu: as long as the ablation, so the same model)
-    reader_train: int | None  # Fashion-MNIST training files of the bit reader's runs (None: all 60k)
-    reader_epochs: int  # the bit reader's ablation and glitch runs
+    reader_train: int | None  # Fashion-MNIST training files of the readers' runs (None: all 60k)
+    reader_epochs: int  # the readers' ablation and glitch runs
     curve_sizes: tuple[tuple[str, int], ...]  # learning-curve points (dataset, training files)
     curve_post_sizes: tuple[tuple[str, int], ...]  # the points where the post's architecture runs too
     curve_samples: int  # training files seen per learning-curve point (epochs = samples / files)
@@ -77,7 +82,9 @@ class Settings:
     reader_hidden: int = 256
     reader_batch: int = 64
     reader_lr: float = 1e-3
-    reader_shift: int = 1  # the bit reader's random shifts (pixels, each axis)
+    reader_shift: int = 1  # the readers' random shifts (pixels, each axis)
+    block_bytes: int = 32  # bytes of each 8x8 block the block reader sees (Fashion: median 20, 99th percentile 36)
+    block_dim: int = 64  # the block reader's vector per block
     eval_batch: int = 500
     # processes that encode augmented files while the model trains (0: in the training process);
     # one persistent worker keeps a run reproducible, as its generator goes on across epochs
@@ -99,7 +106,7 @@ SETTINGS = {
         official_mnist_train=False, limit=None, embed_dim=16, hidden=16,
         batch_size=32, lr=3e-3, epochs=5, seeds=2, max_shift=3, max_zeroed=60,
         glitch_counts=(0, 10, 25, 50, 100, 150), robust_size=500, saliency_size=200, pixel_epochs=3, long_epochs=12,
-        reader_train=None, reader_epochs=3, reader_batch=128, reader_lr=2e-3, fashion_test=5000,
+        reader_train=None, reader_epochs=2, reader_batch=128, reader_lr=2e-3, fashion_test=5000,
         reader_bytes=352, loader_workers=1,
         curve_sizes=(("mnist", 2000), ("mnist", 8000), ("fashion-mnist", 4000), ("fashion-mnist", 16000),
                      ("fashion-mnist", 60000)),
@@ -174,17 +181,20 @@ def load_train_test(dataset: str, cfg: Settings, seed: int) -> TrainTest:
 
 
 def encode_split(split: ImageSplit, quality: int = QUALITY, overflow: bool = False,
-                 shift: tuple[int, int] = (0, 0)) -> tuple[EncodedFiles, float | None]:
-    """JPEG files of every image of ``split`` (cached) and the seconds spent encoding (None if cached)."""
+                 shift: tuple[int, int] = (0, 0), restart: bool = False) -> tuple[EncodedFiles, float | None]:
+    """JPEG files of every image of ``split`` (cached) and the seconds spent encoding (None if cached).
+
+    ``restart``: a restart marker after every 8x8 block (``encode_jpeg_bytes``).
+    """
     digest = hashlib.sha256(np.ascontiguousarray(split.images).tobytes()).hexdigest()[:16]
     key = cache.key_of(dataset=split.name, split=split.split, images=digest, quality=quality,
-                       overflow=overflow, shift=list(shift))
+                       overflow=overflow, shift=list(shift), **({"restart": True} if restart else {}))
 
     def build() -> dict[str, torch.Tensor]:
         images = original_uint8(split.images) if overflow else split.images
         if shift != (0, 0):
             images = np.stack([shift_image(image, *shift) for image in images])
-        return EncodedFiles.from_files(encode_all(images, quality)).as_dict()
+        return EncodedFiles.from_files(encode_all(images, quality, restart)).as_dict()
 
     began = time.perf_counter()
     stored, cached = cache.load_or_build("jpeg-bytes", key, build)
@@ -206,19 +216,25 @@ class ByteData:
     header: int  # header bytes kept at the start of each row (0 when stripped)
     layout: Layout
     quality: int
+    restart: bool = False  # files written with a restart marker after every 8x8 block
 
     def describe(self) -> str:
-        """Two lines: sizes and width; padding and truncations."""
+        """Two lines (three with restart markers): sizes and width; padding and truncations."""
         where = "after the file" if self.layout.pad_at is None else f"after byte {self.layout.pad_at}"
+        markers = "\n  written with a restart marker after every 8x8 block" if self.restart else ""
         return (f"{self.name}: {len(self.train_labels)} train / {len(self.test_labels)} test files as rows of "
                 f"{self.layout.width} values,\n  padded with {self.layout.pad_value} {where}; "
-                f"{self.train.truncated} train and {self.test.truncated} test file(s) truncated")
+                f"{self.train.truncated} train and {self.test.truncated} test file(s) truncated{markers}")
 
 
-def prepare(images: TrainTest, variant: Bugs, *, strip_header: bool = False, quality: int = QUALITY) -> ByteData:
-    """Encode (cached) and pad both splits; the pad length is the longest training file, as in the original."""
-    train_files, _ = encode_split(images.train, quality, variant.uint8_overflow)
-    test_files, _ = encode_split(images.test, quality, variant.uint8_overflow)
+def prepare(images: TrainTest, variant: Bugs, *, strip_header: bool = False, quality: int = QUALITY,
+            restart: bool = False) -> ByteData:
+    """Encode (cached) and pad both splits; the pad length is the longest training file, as in the original.
+
+    ``restart``: write the files with a restart marker after every 8x8 block (the block reader's input).
+    """
+    train_files, _ = encode_split(images.train, quality, variant.uint8_overflow, restart=restart)
+    test_files, _ = encode_split(images.test, quality, variant.uint8_overflow, restart=restart)
     header = header_length(train_files[0])
     skip = header if strip_header else 0
     layout = variant.layout(int(train_files.lengths.max()) - skip, header, skip)
@@ -227,7 +243,7 @@ def prepare(images: TrainTest, variant: Bugs, *, strip_header: bool = False, qua
         name=images.train.name, train=layout.pad(train_files), test=layout.pad(test_files),
         train_labels=torch.from_numpy(images.train.labels), test_labels=torch.from_numpy(images.test.labels),
         train_images=pixels, classes=images.train.classes, variant=variant,
-        header=header - skip, layout=layout, quality=quality,
+        header=header - skip, layout=layout, quality=quality, restart=restart,
     )
 
 
@@ -245,7 +261,9 @@ def training_subset(data: ByteData, size: int | None, seed: int) -> ByteData:
 
 # ---------------------------------------------------------------- training
 
-DESIGNS = {"post": "the post's architecture (bytes, LSTM)", "reader": "bit reader (bits, strided convs)"}
+DESIGNS = {"post": "the post's architecture (bytes, LSTM)", "reader": "bit reader (bits, strided convs)",
+           "blocks": "block reader (restart markers, one slot per block)"}
+READERS = ("reader", "blocks")  # the designs that train with the reader_* settings
 
 
 @dataclass
@@ -268,7 +286,7 @@ class Trained:
 
 
 def byte_model(data: ByteData, cfg: Settings, conv_layers: int = 2, design: str = "post") -> torch.nn.Module:
-    """A fresh classifier of ``design`` ('post': ``ByteClassifier``, 'reader': ``BitReader``) sized for the profile."""
+    """A fresh classifier of ``design`` (see ``DESIGNS``) sized for the profile."""
     if design == "post":
         return ByteClassifier(data.variant, embed_dim=cfg.embed_dim, hidden=cfg.hidden, conv_layers=conv_layers,
                               num_classes=len(data.classes))
@@ -277,6 +295,13 @@ def byte_model(data: ByteData, cfg: Settings, conv_layers: int = 2, design: str 
             raise ValueError("the bit reader reads the fixed layout with its header (pad tokens before the scan)")
         return BitReader(data.header, n_bytes=cfg.reader_bytes, channels=cfg.reader_channels, conv_layers=conv_layers,
                          hidden=cfg.reader_hidden, num_classes=len(data.classes))
+    if design == "blocks":
+        if data.variant.pad_with_ones or data.layout.skip or not data.restart:
+            raise ValueError("the block reader reads restart-marked files in the fixed layout with their header: "
+                             "prepare(..., restart=True) with Bugs.fixed()")
+        return BlockReader(data.header, block_bytes=cfg.block_bytes, channels=cfg.reader_channels,
+                           conv_layers=conv_layers, block_dim=cfg.block_dim, hidden=cfg.reader_hidden,
+                           num_classes=len(data.classes))
     raise ValueError(f"unknown design {design!r}; choose from {sorted(DESIGNS)}")
 
 
@@ -286,7 +311,7 @@ def _loader(data: ByteData, batch_size: int, max_shift: int, max_zeroed: int, se
     generator = torch.Generator().manual_seed(seed)
     if max_shift or max_zeroed:
         train = JpegByteSet(data.train_images, data.train_labels.numpy(), data.layout, quality=data.quality,
-                            max_shift=max_shift, max_zeroed=max_zeroed, zero_from=data.header, seed=seed)
+                            restart=data.restart, max_shift=max_shift, max_zeroed=max_zeroed, zero_from=data.header, seed=seed)
         if workers:
             return DataLoader(train, batch_size=batch_size, shuffle=True, generator=generator,
                               num_workers=workers, persistent_workers=True)
@@ -304,10 +329,10 @@ def fit(data: ByteData, cfg: Settings, *, design: str = "post", conv_layers: int
         max_zeroed: int = 0, epochs: int | None = None, seed: int = 0, desc: str = "byte model") -> Trained:
     """Train a classifier of ``design`` with Adam (test accuracy after every epoch); cached by its whole configuration.
 
-    The post's design trains with ``cfg.batch_size`` and ``cfg.lr`` for ``cfg.epochs``, the bit reader with
+    The post's design trains with ``cfg.batch_size`` and ``cfg.lr`` for ``cfg.epochs``, the readers with
     ``cfg.reader_batch`` and ``cfg.reader_lr`` for ``cfg.reader_epochs`` (unless ``epochs`` is given).
     """
-    reader = design == "reader"
+    reader = design in READERS
     epochs = (cfg.reader_epochs if reader else cfg.epochs) if epochs is None else epochs
     batch_size, lr = (cfg.reader_batch, cfg.reader_lr) if reader else (cfg.batch_size, cfg.lr)
     digest = hashlib.sha256(data.train.values.numpy().tobytes() + data.test.values.numpy().tobytes()).hexdigest()[:16]
@@ -354,7 +379,7 @@ ABLATION = {  # setting -> (conv layers, random shifts), the three bars of the p
 
 def shifts_of(design: str, cfg: Settings) -> int:
     """The random shifts (pixels, each axis) that ``design`` trains with in profile ``cfg``."""
-    return cfg.reader_shift if design == "reader" else cfg.max_shift
+    return cfg.reader_shift if design in READERS else cfg.max_shift
 
 
 def run_ablation(data: ByteData, cfg: Settings, seed: int = 0,
@@ -375,22 +400,26 @@ def run_ablation(data: ByteData, cfg: Settings, seed: int = 0,
     return pd.DataFrame(rows).set_index("setting"), runs
 
 
-def learning_curve(pools: dict[str, ByteData], cfg: Settings, seed: int = 0) -> pd.DataFrame:
+def learning_curve(pools: dict[str, dict[str, ByteData]], cfg: Settings, seed: int = 0) -> pd.DataFrame:
     """Test accuracy vs training files, every point trained on about ``cfg.curve_samples`` files seen.
 
-    Each point is a seeded, stratified subset of ``pools[dataset]``'s training files, trained for
-    ``round(curve_samples / files)`` epochs (at least one) with the design's own shifts; the bit reader
-    runs at every point of ``cfg.curve_sizes``, the post's architecture at ``cfg.curve_post_sizes``.
+    ``pools[design][dataset]`` holds the files that ``design`` reads. Each point is a seeded,
+    stratified subset of its training files, trained for ``round(curve_samples / files)`` epochs (at
+    least one) with the design's own shifts; a reader runs at every point of ``cfg.curve_sizes``, the
+    post's architecture at ``cfg.curve_post_sizes``.
     """
     stray = sorted(set(cfg.curve_post_sizes) - set(cfg.curve_sizes))
     if stray:
         raise ValueError(f"curve_post_sizes {stray} are not in curve_sizes: those points would never run")
+    unknown = sorted(set(pools) - set(DESIGNS))
+    if unknown:
+        raise ValueError(f"unknown designs {unknown}; choose from {sorted(DESIGNS)}")
     rows = []
     for dataset, size in cfg.curve_sizes:
-        for design in DESIGNS:
+        for design in pools:
             if design == "post" and (dataset, size) not in cfg.curve_post_sizes:
                 continue
-            data = training_subset(pools[dataset], size, seed)
+            data = training_subset(pools[design][dataset], size, seed)
             n = len(data.train_labels)
             epochs = max(1, round(cfg.curve_samples / n))
             trained = fit(data, cfg, design=design, max_shift=shifts_of(design, cfg), epochs=epochs, seed=seed,
@@ -566,19 +595,24 @@ def load_reader_benchmark(folder: str | Path) -> dict:
 
 
 def reader_benchmark_table(record: dict) -> pd.DataFrame:
-    """One row per design, best final test accuracy first: what it tries, its size, speed and accuracies."""
-    rows = [{"design": r["design"], "what it tries": r["description"], "parameters": r["params"],
+    """One row per design, best final test accuracy first: what it tries, its files, size, speed and accuracies."""
+    rows = [{"design": r["design"], "what it tries": r["description"],
+             "restart markers": bool(r.get("restart_markers", False)), "parameters": r["params"],
              "files/s": r["files_per_s"], "epochs": r["epochs"], "test accuracy": r["final_test_acc"],
              "best epoch's test": max(r["test_acc"]), "train accuracy": r["train_acc"]} for r in record["rows"]]
     return pd.DataFrame(rows).sort_values("test accuracy", ascending=False).set_index("design")
 
 
 def plot_reader_benchmark(record: dict, goal: float = WORKING_MODEL) -> plt.Figure:
-    """Test accuracy against training seconds, one line per design, with chance and ``goal`` marked."""
+    """Test accuracy against training seconds, one line per design, with chance and ``goal`` marked.
+
+    The chapter's readers are drawn thick, designs on restart-marked files dashed.
+    """
     fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=110)
     for row in record["rows"]:
-        style = {"lw": 2.2, "color": "black"} if row["design"] == "bit reader" else {"lw": 1.2}
-        ax.plot([0, *row["seconds"]], [CHANCE, *row["test_acc"]], "o-", ms=3, label=row["design"], **style)
+        style = {"lw": 2.2 if row["design"] in ("bit reader", "block reader") else 1.2,
+                 "ls": "--" if row.get("restart_markers") else "-"}
+        ax.plot([0, *row["seconds"]], [CHANCE, *row["test_acc"]], marker="o", ms=3, label=row["design"], **style)
     ax.axhline(CHANCE, color="0.5", ls=":", lw=1, label="chance")
     ax.axhline(goal, color="tab:red", ls="--", lw=1, label=f"working model ({goal:g})")
     ax.set_xlabel("training seconds (one thread)", fontsize=9)
@@ -605,6 +639,9 @@ def gpu_memory(cfg: Settings, file_bytes: int = 700) -> list[StepMemory]:
     post = ByteClassifier(Bugs.fixed(), embed_dim=cfg.embed_dim, hidden=cfg.hidden, conv_layers=2)
     reader = BitReader(header, n_bytes=cfg.reader_bytes, channels=cfg.reader_channels, conv_layers=2,
                        hidden=cfg.reader_hidden)
+    marked = header_length(encode_jpeg_bytes(np.zeros((28, 28), np.uint8), restart=True))
+    blocks = BlockReader(marked, block_bytes=cfg.block_bytes, channels=cfg.reader_channels, conv_layers=2,
+                         block_dim=cfg.block_dim, hidden=cfg.reader_hidden)
 
     def step(model: torch.nn.Module, length: int) -> Callable[[int], torch.Tensor]:
         return lambda b: torch.nn.functional.cross_entropy(model(torch.randint(0, 256, (b, length))),
@@ -612,7 +649,9 @@ def gpu_memory(cfg: Settings, file_bytes: int = 700) -> list[StepMemory]:
 
     return [step_memory(f"post's model ({file_bytes}-byte files)", post, step(post, file_bytes), cfg.batch_size),
             step_memory(f"bit reader ({header} + {cfg.reader_bytes} bytes)", reader,
-                        step(reader, header + cfg.reader_bytes), cfg.reader_batch)]
+                        step(reader, header + cfg.reader_bytes), cfg.reader_batch),
+            step_memory(f"block reader ({marked} + {file_bytes} bytes)", blocks, step(blocks, marked + file_bytes),
+                        cfg.reader_batch)]
 
 
 def ablation_summary(ablation: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -622,16 +661,16 @@ def ablation_summary(ablation: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 def claim_measurements(cfg: Settings, main: Trained, data: ByteData, mean_bytes: float, header_bytes: int,
                        ablation: pd.DataFrame, ablation_data: ByteData, glitch_per_class: dict[str, float],
-                       glitch_bytes: int) -> dict:
+                       glitch_bytes: int, ablation_model: str = "block reader") -> dict:
     """What ``paper_claims`` compares with the post: the post's model (``main`` on ``data``), the file
-    sizes, and the bit reader's ablation (on ``ablation_data``) and per-class glitch accuracies."""
+    sizes, and the ablation of ``ablation_model`` (on ``ablation_data``) and its per-class glitch accuracies."""
     summary = ablation_summary(ablation)
     return {
         "test_acc": main.test_acc[-1], "test_n": len(data.test_labels), "train_size": len(data.train_labels),
         "epochs": cfg.epochs, "width": cfg.hidden, "mean_bytes": mean_bytes, "header_bytes": header_bytes,
         "train_acc": {"post's model (MNIST)": main.history.train_acc[-1],
-                      "bit reader (Fashion)": summary["full model"]["train mean"]},
-        "ablation": summary, "ablation_n": len(ablation_data.test_labels), "ablation_model": "bit reader",
+                      f"{ablation_model} (Fashion)": summary["full model"]["train mean"]},
+        "ablation": summary, "ablation_n": len(ablation_data.test_labels), "ablation_model": ablation_model,
         "ablation_data": "Fashion-MNIST", "glitch_per_class": glitch_per_class, "glitch_bytes": glitch_bytes,
     }
 
