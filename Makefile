@@ -61,7 +61,7 @@ test: install
 chapter: install
 	$(BIN)/python -m helpers run $(CH) --profile $(PROFILE)
 
-# Every chapter's dry run, one after another (the suite runs them too: tests/test_dryrun.py).
+# Every chapter's dry run, one after another (the suite runs those of 01-03: tests/test_dryrun.py).
 dryrun: install
 	for ch in 01 02 03 04 05; do TQDM_DISABLE=1 $(BIN)/python -m helpers dryrun $$ch || exit 1; done
 

@@ -75,16 +75,8 @@ def pytest_sessionstart(session):
     session.config.book_copies_collected = set()
 
 
-# With pytest-xdist (``-n 2 --dist loadgroup``, the Makefile's test command), the notebook copies and
-# the metrics test that reads what they wrote form one group: one worker runs them, in this order.
-SMOKE_GROUP = pytest.mark.xdist_group("smoke-notebooks")
-
-
 def pytest_collection_modifyitems(session, config, items):
     copies = {Path(str(i.fspath)).name for i in items if str(i.fspath).endswith(".ipynb")}
     config.book_copies_collected = copies
     late = [i for i in items if Path(str(i.fspath)).name == SMOKE_METRICS_TEST]
     items[:] = [i for i in items if Path(str(i.fspath)).name != SMOKE_METRICS_TEST] + late
-    for item in items:
-        if str(item.fspath).endswith(".ipynb") or Path(str(item.fspath)).name == SMOKE_METRICS_TEST:
-            item.add_marker(SMOKE_GROUP)
