@@ -12,7 +12,8 @@ from helpers.codecs.jpeg_bytes import (
     encode_jpeg_bytes,
     header_length,
 )
-from helpers.models.block_reader import BLOCKS, BlockReader, block_bits, split_blocks
+from helpers.models.bit_reader import byte_bits
+from helpers.models.block_reader import BLOCKS, BlockReader, split_blocks
 
 
 def images(n=12, seed=0):
@@ -83,8 +84,8 @@ def test_a_zeroed_marker_merges_two_blocks():
 
 
 def test_block_bits_are_most_significant_first_with_a_padding_channel():
-    slots = torch.tensor([[[0b10000001, PAD_TOKEN]]])
-    bits = block_bits(slots)
+    slots = torch.tensor([[[0b10000001, PAD_TOKEN]]])  # (B, K, M)
+    bits = byte_bits(slots).flatten(0, 1)  # one row per block, as the block reader reads them
     assert bits.shape == (1, 2, 16)
     assert bits[0, 0, :8].tolist() == [1, 0, 0, 0, 0, 0, 0, 1] and bits[0, 0, 8:].sum() == 0
     assert bits[0, 1].tolist() == [0] * 8 + [1] * 8
@@ -112,7 +113,7 @@ def test_the_block_reader_sees_each_block_in_its_own_slot():
     scan_start = int((rows[0] == PAD_TOKEN).nonzero().max()) + 1
     changed[0, scan_start] ^= 0x0F  # the first byte of block 0 (never 0xFF here: a DC code)
     with torch.no_grad():
-        vectors = [model.block(model.convs(block_bits(split_blocks(r, header, block_bytes=32)))) for r in
+        vectors = [model.block(model.convs(byte_bits(split_blocks(r, header, block_bytes=32)).flatten(0, 1))) for r in
                    (rows, changed)]
     moved = (vectors[0] - vectors[1]).abs().sum(1) > 0
     assert moved.tolist() == [True] + [False] * (BLOCKS - 1)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from helpers.codecs.jpeg_bytes import PAD_TOKEN, RESTART_MARKERS
-from helpers.models.bit_reader import BIT_ORDER, CONV_SHAPES
+from helpers.models.bit_reader import byte_bits, check_rows, strided_convs
 
 BLOCKS = 16  # a 28x28 image is coded as 4 x 4 blocks of 8x8 pixels
 END_MARKERS = range(RESTART_MARKERS.start, 0xDA)  # RST0..RST7 and EOI (0xD9) end a block's data
@@ -56,56 +56,21 @@ def split_blocks(values: torch.Tensor, header: int, blocks: int = BLOCKS, block_
     return out.view(n, blocks, block_bytes)
 
 
-def _bit_table() -> torch.Tensor:
-    """(257, 2, 8): row ``v`` holds byte ``v``'s bits (most significant first) and 8 zeros; row 256 (padding)
-    holds 8 zeros and 8 ones."""
-    values = torch.arange(256, dtype=torch.uint8).unsqueeze(-1)
-    bits = ((values >> BIT_ORDER) & 1).float()
-    table = torch.zeros(PAD_TOKEN + 1, 2, 8)
-    table[:256, 0] = bits
-    table[PAD_TOKEN, 1] = 1.0
-    return table
-
-
-BIT_TABLE = _bit_table()
-
-
-def block_bits(blocks: torch.Tensor) -> torch.Tensor:
-    """(B, K, M) byte/pad values -> (B * K, 2, 8 * M): bits, most significant first, and a padding channel."""
-    n, k, m = blocks.shape
-    looked_up = BIT_TABLE.to(blocks.device)[blocks.clamp(0, PAD_TOKEN).long()]  # (B, K, M, 2, 8)
-    return looked_up.permute(0, 1, 3, 2, 4).reshape(n * k, 2, 8 * m)
-
-
 class BlockReader(nn.Module):
     """Class logits from (B, L) rows of restart-marked files (fixed layout); see the module docstring."""
 
     def __init__(self, header: int, *, blocks: int = BLOCKS, block_bytes: int = 32, channels: int = 32,
                  conv_layers: int = 2, block_dim: int = 64, hidden: int = 256, num_classes: int = 10) -> None:
         super().__init__()
-        if conv_layers not in (0, 1, 2):
-            raise ValueError(f"conv_layers must be 0, 1 or 2, got {conv_layers}")
         self.header, self.blocks, self.block_bytes, self.conv_layers = header, blocks, block_bytes, conv_layers
-        shapes = CONV_SHAPES[:conv_layers]
-        layers: list[nn.Module] = []
-        for k, (kernel, stride, padding) in enumerate(shapes):
-            layers += [nn.Conv1d(2 if k == 0 else channels, channels, kernel, stride, padding=padding), nn.ReLU()]
-        self.convs = nn.Sequential(*layers)
-        length, width = 8 * block_bytes, 2
-        for kernel, stride, padding in shapes:
-            length, width = (length + 2 * padding - kernel) // stride + 1, channels
-        self.block = nn.Sequential(nn.Flatten(), nn.Linear(width * length, block_dim), nn.ReLU())
+        self.convs, features = strided_convs(channels, conv_layers, 8 * block_bytes)
+        self.block = nn.Sequential(nn.Flatten(), nn.Linear(features, block_dim), nn.ReLU())
         self.readout = nn.Sequential(nn.Flatten(), nn.Linear(blocks * block_dim, hidden), nn.ReLU(),
                                      nn.Linear(hidden, num_classes))
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
         """(B, L) byte/pad values -> (B, num_classes) logits."""
-        if values.ndim != 2:
-            raise ValueError(f"expected byte values of shape (batch, length), got {tuple(values.shape)}")
-        if values.dtype.is_floating_point or values.dtype == torch.bool:
-            raise TypeError(f"expected integer byte values, got dtype {values.dtype}")
-        if values.shape[1] <= self.header:
-            raise ValueError(f"rows of {values.shape[1]} values hold no scan after a {self.header}-byte header")
-        slots = split_blocks(values, self.header, self.blocks, self.block_bytes)
-        vectors = self.block(self.convs(block_bits(slots)))
+        check_rows(values, self.header)
+        slots = split_blocks(values, self.header, self.blocks, self.block_bytes)  # (B, K, M)
+        vectors = self.block(self.convs(byte_bits(slots).flatten(0, 1)))
         return self.readout(vectors.view(len(values), self.blocks, -1))
